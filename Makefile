@@ -1,0 +1,41 @@
+# Shop: `make run` starts everything locally; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Two workers fit this 2-core machine; override with `make test PYTEST_WORKERS=4`.
+PYTEST_WORKERS ?= 2
+
+.PHONY: help install run test lint format clean
+
+help:
+	@echo "make run    start the services, the relay and a local SQS endpoint (SQLite by default)"
+	@echo "make test   install what is needed and run the whole suite (MySQL at TEST_MYSQL_URL)"
+	@echo "make lint   ruff and mypy"
+	@echo "make clean  remove var/ (local databases, keys, LocalStack) and the virtualenv"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/python -m devstack run
+
+test: install
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf var $(VENV)

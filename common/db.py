@@ -1,0 +1,134 @@
+"""The SQLAlchemy engine, transactions, portable column types and deadlock retries."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# MySQL/MariaDB: 1213 deadlock found, 1205 lock wait timeout. Both mean "run it again".
+_RETRYABLE_MYSQL_ERRORS = {1205, 1213}
+
+
+def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
+    engine_url = sa.make_url(url)
+    if engine_url.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(url)
+    return sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        # Fewer gap locks than REPEATABLE READ; every invariant is kept by conditional
+        # updates and row locks, never by re-reading a snapshot.
+        isolation_level="READ COMMITTED",
+        connect_args={"connect_timeout": 3, "charset": "utf8mb4"},
+    )
+
+
+def _create_sqlite_engine(url: str) -> Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let Python's sqlite3 driver stop managing transactions, so BEGIN IMMEDIATE below
+        # takes the write lock up front and concurrent writers queue instead of failing.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """One engine per service process; every unit of work is one transaction on it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
+        return cls(create_db_engine(url, pool_size=pool_size))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Commits when the block ends normally, rolls back when it raises."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def is_retryable_conflict(exc: BaseException) -> bool:
+    if not isinstance(exc, OperationalError) or exc.orig is None or not exc.orig.args:
+        return False
+    return exc.orig.args[0] in _RETRYABLE_MYSQL_ERRORS
+
+
+def retry_on_deadlock(func: Callable[P, R]) -> Callable[P, R]:
+    """Re-run a whole transaction the database chose as a deadlock victim."""
+    return retry(
+        retry=retry_if_exception(is_retryable_conflict),
+        stop=stop_after_attempt(5),
+        wait=wait_random_exponential(multiplier=0.01, max=0.2),
+        reraise=True,
+    )(func)
+
+
+class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """Stored as naive UTC with microseconds; always handed back timezone-aware."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def isoformat(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

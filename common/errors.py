@@ -1,0 +1,161 @@
+"""Errors as RFC 9457 problem+json, raised as typed exceptions and rendered in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from flask import Flask, Response, json
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = structlog.get_logger(__name__)
+
+
+class Problem(Exception):
+    """A failure the client is told about. Subclasses fix the status and title."""
+
+    status = 500
+    title = "Internal Server Error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        type_: str = "about:blank",
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+        self.type = type_
+
+
+class BadRequest(Problem):
+    status, title = 400, "Bad Request"
+
+
+class Unauthorized(Problem):
+    status, title = 401, "Unauthorized"
+
+    def __init__(self, detail: str = "A valid bearer token is required.", **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="shop"'})
+        super().__init__(detail, **kw)
+
+
+class Forbidden(Problem):
+    status, title = 403, "Forbidden"
+
+
+class NotFound(Problem):
+    status, title = 404, "Not Found"
+
+
+class Conflict(Problem):
+    status, title = 409, "Conflict"
+
+
+class PreconditionFailed(Problem):
+    status, title = 412, "Precondition Failed"
+
+
+class UnsupportedMediaType(Problem):
+    status, title = 415, "Unsupported Media Type"
+
+
+class Unprocessable(Problem):
+    status, title = 422, "Unprocessable Content"
+
+
+class TooManyRequests(Problem):
+    status, title = 429, "Too Many Requests"
+
+    def __init__(self, detail: str, *, retry_after_s: int, **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": str(max(1, retry_after_s))})
+        super().__init__(detail, **kw)
+
+
+class ServiceUnavailable(Problem):
+    status, title = 503, "Service Unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 1, **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": str(max(1, retry_after_s))})
+        super().__init__(detail, **kw)
+
+
+def field_error(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_: str = "about:blank",
+    errors: list[dict[str, str]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra or {})
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MEDIA_TYPE)
+    response.headers.update(headers or {})
+    return response
+
+
+def _render_problem(exc: Problem) -> Response:
+    return problem_response(
+        exc.status,
+        exc.title,
+        exc.detail,
+        type_=exc.type,
+        errors=exc.errors,
+        extra=exc.extra,
+        headers=exc.headers,
+    )
+
+
+def _render_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    headers = {k: v for k, v in exc.get_headers() if k.lower() in {"allow", "retry-after"}}
+    return problem_response(status, exc.name, exc.description or exc.name, headers=headers)
+
+
+def _render_database_down(exc: DBAPIError) -> Response:
+    # Only a lost or refused connection is "down"; any other database error is our bug.
+    if not (exc.connection_invalidated or _is_connection_error(exc)):
+        return _render_unexpected(exc)
+    log.warning("database_unavailable", error=str(exc.orig))
+    return _render_problem(ServiceUnavailable("The database is unavailable; try again shortly."))
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    # MySQL client errors 2002-2013: cannot connect, server gone away, lost connection.
+    # SQLite reports a locked or unopenable file, which is equally transient for the client.
+    return (isinstance(code, int) and 2000 <= code < 2100) or not isinstance(code, int)
+
+
+def _render_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled_error", error_type=type(exc).__name__)
+    return problem_response(500, "Internal Server Error", "An unexpected error occurred.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(Problem, _render_problem)
+    app.register_error_handler(HTTPException, _render_http_exception)
+    app.register_error_handler(DBAPIError, _render_database_down)
+    app.register_error_handler(Exception, _render_unexpected)

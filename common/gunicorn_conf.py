@@ -1,0 +1,51 @@
+"""Gunicorn settings shared by every service image and `make run` (override by environment)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+# Workers are separate processes; without a shared directory each would count only its own
+# requests and /metrics would answer for whichever worker served it. prometheus_client reads
+# this variable when first imported, so it is set before anything imports it.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="shop-metrics-"))
+
+bind = os.environ.get("BIND", "0.0.0.0:8080")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Threads let one worker overlap the I/O waits of outbound HTTP and database calls.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+# Several gunicorns share a host in `make run` and tests; one fixed control socket path would
+# make them collide, and nothing here uses it.
+control_socket_disable = True
+# Our own JSON access line (with the request id) replaces gunicorn's text one.
+accesslog = None
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "format": '{"timestamp": "%(asctime)s", "level": "%(levelname)s", '
+            '"logger": "%(name)s", "event": "%(message)s"}',
+        }
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "loggers": {"gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+}
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    # Drop a dead worker's live gauges from the shared metrics directory.
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

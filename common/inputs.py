@@ -1,0 +1,52 @@
+"""Turning request bodies and query strings into validated models, or a clear 4xx."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+
+from common.errors import BadRequest, Unprocessable, UnsupportedMediaType, field_error
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_body(model: type[M]) -> M:
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("Send the body as application/json.")
+    raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH this raises 413
+    try:
+        # Decimals, not floats: a price of 19.99 must stay exactly 19.99.
+        data = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}") from exc
+    return validate(model, data)
+
+
+def query_params(model: type[M]) -> M:
+    return validate(model, request.args.to_dict())
+
+
+def validate(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise Unprocessable(
+            "The body must be a JSON object.", errors=[field_error("", "expected an object")]
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Unprocessable(
+            "The request is invalid.", errors=[_as_field_error(e) for e in exc.errors()]
+        ) from exc
+
+
+def _as_field_error(error: Any) -> dict[str, str]:
+    field = ".".join(str(part) for part in error["loc"])
+    return field_error(field, str(error["msg"]))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

@@ -1,0 +1,53 @@
+"""Prometheus request metrics; aggregated across gunicorn workers when multiprocess mode is on."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter(
+    "http_requests_total", "HTTP requests served.", ["service", "method", "route", "status"]
+)
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to serve an HTTP request.",
+    ["service", "method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def install_metrics(app: Flask, service_name: str) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.get("request_started")
+        if started is not None:
+            # The rule, not the path: one series per route, not one per product id.
+            route = request.url_rule.rule if request.url_rule else "unmatched"
+            labels = (service_name, request.method, route, str(response.status_code))
+            REQUESTS.labels(*labels).inc()
+            LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        return response
+
+    app.add_url_rule("/metrics", "metrics", _metrics_view)
+
+
+def _metrics_view() -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,105 @@
+"""The Flask skeleton every service starts from: request ids, logs, errors, health, metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from importlib import resources
+
+import structlog
+from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
+
+from common.config import CommonSettings
+from common.errors import ServiceUnavailable, register_error_handlers
+from common.ids import new_id
+from common.logs import configure_logging
+from common.metrics import install_metrics
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Accept a caller's id only if it is short and harmless to echo into logs and headers.
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+access_log = structlog.get_logger("shop.access")
+log = structlog.get_logger(__name__)
+
+# name -> a callable that raises when that dependency does not answer.
+ReadinessChecks = dict[str, Callable[[], None]]
+
+
+class ShopJSONProvider(DefaultJSONProvider):
+    sort_keys = False
+    ensure_ascii = False
+
+
+def create_base_app(
+    settings: CommonSettings, *, package: str, readiness_checks: ReadinessChecks
+) -> Flask:
+    configure_logging(settings.service_name, settings.log_level)
+    app = Flask(package)
+    app.json = ShopJSONProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    _install_request_id(app)
+    install_metrics(app, settings.service_name)
+    register_error_handlers(app)
+    app.register_blueprint(_health_blueprint(readiness_checks))
+    app.register_blueprint(_openapi_blueprint(package))
+    return app
+
+
+def current_request_id() -> str:
+    return str(g.get("request_id") or new_id())
+
+
+def _install_request_id(app: Flask) -> None:
+    @app.before_request
+    def _bind_request_id() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else new_id()
+        g.access_started = time.perf_counter()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=g.request_id)
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = current_request_id()
+        started = g.get("access_started", time.perf_counter())
+        access_log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return response
+
+
+def _health_blueprint(readiness_checks: ReadinessChecks) -> Blueprint:
+    health = Blueprint("health", __name__)
+
+    @health.get("/health")
+    def liveness() -> Response:
+        return jsonify(status="ok")
+
+    @health.get("/health/ready")
+    def readiness() -> Response:
+        for name, check in readiness_checks.items():
+            try:
+                check()
+            except Exception as exc:
+                log.warning("not_ready", dependency=name, error=str(exc))
+                raise ServiceUnavailable(f"The {name} does not answer.", retry_after_s=5) from exc
+        return jsonify(status="ok")
+
+    return health
+
+
+def _openapi_blueprint(package: str) -> Blueprint:
+    spec = resources.files(package).joinpath("openapi.yaml").read_text(encoding="utf-8")
+    docs = Blueprint("openapi", __name__)
+
+    @docs.get("/openapi.yaml")
+    def openapi_document() -> Response:
+        return Response(spec, mimetype="application/yaml")
+
+    return docs

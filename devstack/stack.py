@@ -1,0 +1,230 @@
+"""`make run`: every Shop process on this machine, their logs interleaved, Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack import sqs
+
+VAR = Path("var")
+SQS_HOST, SQS_PORT = "127.0.0.1", 4566
+COLOURS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m"]
+RESET = "\033[0m"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    port: int
+    database_env: str
+    # Extra long-running processes of the same package, e.g. the order service's relay.
+    workers: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.name) is not None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+SERVICES = [
+    ServiceSpec("user_service", 8082, "USER_DATABASE_URL"),
+    ServiceSpec("product_service", 8081, "PRODUCT_DATABASE_URL"),
+    ServiceSpec(
+        "order_service",
+        8080,
+        "ORDER_DATABASE_URL",
+        workers={"order_worker": [sys.executable, "-m", "order_service", "worker"]},
+    ),
+]
+
+
+def local_environment() -> dict[str, str]:
+    """The configuration `make run` gives every process; anything already exported wins."""
+    env = dict(os.environ)
+    for spec in SERVICES:
+        env.setdefault(spec.database_env, f"sqlite:///{VAR / spec.name}.db")
+    env.setdefault("JWT_PRIVATE_KEY_FILE", str(VAR / "jwt-private.pem"))
+    env.setdefault("SQS_ENDPOINT_URL", f"http://{SQS_HOST}:{SQS_PORT}")
+    for key, value in {**sqs.LOCAL_CREDENTIALS, **_local_credentials()}.items():
+        env.setdefault(key, value)
+    env.setdefault("USER_SERVICE_URL", "http://127.0.0.1:8082")
+    env.setdefault("PRODUCT_SERVICE_URL", "http://127.0.0.1:8081")
+    env.setdefault("JWKS_URL", "http://127.0.0.1:8082/.well-known/jwks.json")
+    env.setdefault("WEB_CONCURRENCY", "2")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _local_credentials() -> dict[str, str]:
+    """Admin and service passwords made once and kept in var/, so restarts keep them."""
+    path = VAR / "credentials.env"
+    if not path.exists():
+        VAR.mkdir(exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(
+            "ADMIN_USERNAME=admin\n"
+            f"ADMIN_PASSWORD={secrets.token_urlsafe(12)}\n"
+            "SERVICE_USERNAME=order-service\n"
+            f"SERVICE_PASSWORD={secrets.token_urlsafe(24)}\n"
+        )
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return dict(pairs)
+
+
+class Supervisor:
+    """Starts processes, prefixes their output, and stops them all together."""
+
+    def __init__(self) -> None:
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._colour = sys.stdout.isatty()
+        self._stopping = threading.Event()
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._processes[name] = process
+        threading.Thread(target=self._pump, args=(name, process), daemon=True).start()
+
+    def _pump(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        colour = COLOURS[list(self._processes).index(name) % len(COLOURS)] if self._colour else ""
+        prefix = f"{colour}{name:<15}|{RESET if colour else ''} "
+        assert process.stdout is not None
+        for raw in process.stdout:
+            sys.stdout.write(prefix + raw.decode(errors="replace"))
+            sys.stdout.flush()
+
+    def wait(self) -> int:
+        """Blocks until Ctrl-C / SIGTERM or until any process dies; then stops the rest."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+        try:
+            while not self._stopping.wait(0.5):
+                for name, process in self._processes.items():
+                    if process.poll() is not None:
+                        print(f"devstack: {name} exited with {process.returncode}; stopping")
+                        self._stopping.set()
+        except KeyboardInterrupt:
+            pass
+        return self.stop()
+
+    def stop(self) -> int:
+        for process in self._processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for name, process in self._processes.items():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                print(f"devstack: {name} did not stop in 15 s; killing it")
+                os.killpg(process.pid, signal.SIGKILL)
+        print("devstack: stopped")
+        return 0
+
+
+def gunicorn_command(spec: ServiceSpec) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:common.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{spec.port}",
+        f"{spec.name}.app:create_app()",
+    ]
+
+
+def _refuse_busy_ports(ports: list[int]) -> None:
+    busy = []
+    for port in ports:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                busy.append(port)
+    if busy:
+        raise SystemExit(
+            f"devstack: port(s) {', '.join(map(str, busy))} already in use; "
+            "is another `make run` still running?"
+        )
+
+
+def run() -> int:
+    env = local_environment()
+    VAR.mkdir(exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "user_service", "generate-key", env["JWT_PRIVATE_KEY_FILE"]],
+        env=env,
+        check=True,
+    )
+    supervisor = Supervisor()
+    services = [spec for spec in SERVICES if spec.available]
+    local_sqs = env["SQS_ENDPOINT_URL"] == f"http://{SQS_HOST}:{SQS_PORT}"
+    _refuse_busy_ports([spec.port for spec in services] + ([SQS_PORT] if local_sqs else []))
+    try:
+        if local_sqs:
+            _start_local_sqs(supervisor, env)
+        for spec in services:
+            _start_service(supervisor, spec, env)
+    except (Exception, KeyboardInterrupt):
+        supervisor.stop()
+        raise
+    _print_banner(services, env)
+    return supervisor.wait()
+
+
+def _start_service(supervisor: Supervisor, spec: ServiceSpec, env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "-m", spec.name, "prestart"], env=env, check=True)
+    service_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(_fresh_metrics_dir(spec.name))}
+    supervisor.start(spec.name, gunicorn_command(spec), service_env)
+    for worker_name, command in spec.workers.items():
+        supervisor.start(worker_name, command, env)
+
+
+def _start_local_sqs(supervisor: Supervisor, env: dict[str, str]) -> None:
+    python = sqs.ensure_localstack(VAR / "localstack-venv")
+    supervisor.start(
+        "sqs",
+        sqs.localstack_command(python),
+        sqs.localstack_environment(SQS_HOST, SQS_PORT, VAR / "localstack"),
+    )
+    sqs.wait_until_ready(env["SQS_ENDPOINT_URL"])
+    sqs.create_queues(env["SQS_ENDPOINT_URL"])
+
+
+def _fresh_metrics_dir(service: str) -> Path:
+    directory = VAR / "metrics" / service
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return directory
+
+
+def _print_banner(services: list[ServiceSpec], env: dict[str, str]) -> None:
+    lines = ["", "Shop is running:"]
+    lines += [
+        f"  {spec.name:<16} {spec.url}   (spec: {spec.url}/openapi.yaml)" for spec in services
+    ]
+    lines += [
+        f"  SQS endpoint     {env['SQS_ENDPOINT_URL']}   (queues {sqs.QUEUE_NAME}, "
+        f"{sqs.DEAD_LETTER_QUEUE_NAME})",
+        f"  admin login      {env.get('ADMIN_USERNAME')} / {env.get('ADMIN_PASSWORD')}",
+        "  try              curl -s http://127.0.0.1:8082/health/ready",
+        "  stop             Ctrl-C",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

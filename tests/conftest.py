@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support.databases import DatabaseFactory, mysql_reachable, mysql_server_url
+
+_BACKEND: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    reachable, reason = mysql_reachable()
+    if reachable:
+        _BACKEND["name"] = "mysql"
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        raise pytest.UsageError(
+            f"CI=true but MySQL at {mysql_server_url()} is unreachable ({reason}); "
+            "CI must run the suite on MySQL."
+        )
+    _BACKEND["name"] = "sqlite"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if _BACKEND.get("name") == "mysql":
+        return f"databases: MySQL at {mysql_server_url()} (fresh databases, dropped after)"
+    return (
+        f"databases: MySQL at {mysql_server_url()} is unreachable, so this run uses SQLite "
+        "(set TEST_MYSQL_URL to test on MySQL)"
+    )
+
+
+@pytest.fixture(scope="session")
+def database_backend() -> str:
+    return _BACKEND["name"]
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory):
+    factory = DatabaseFactory(_BACKEND["name"], tmp_path_factory.mktemp("databases"))
+    yield factory
+    factory.drop_all()

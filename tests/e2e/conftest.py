@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from common.migrations import upgrade_to_head
+from tests.support.processes import run_cli, start_service
+from tests.support.tokens import signing_key_pem
+from user_service.app import MIGRATIONS_DIR as USER_MIGRATIONS
+
+ADMIN = ("e2e-admin", "e2e-admin-password")
+SERVICE = ("e2e-service", "e2e-service-password")
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("service-logs")
+
+
+@pytest.fixture(scope="session")
+def user_service_env(databases) -> dict[str, str]:
+    url = databases.create("e2e_users")
+    upgrade_to_head(url, USER_MIGRATIONS)
+    return {
+        "USER_DATABASE_URL": url,
+        "JWT_PRIVATE_KEY": signing_key_pem(),
+        "ADMIN_USERNAME": ADMIN[0],
+        "ADMIN_PASSWORD": ADMIN[1],
+        "SERVICE_USERNAME": SERVICE[0],
+        "SERVICE_PASSWORD": SERVICE[1],
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "1024",
+        "ARGON2_PARALLELISM": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def user_service(user_service_env, log_dir):
+    run_cli("user_service", "prestart", env=user_service_env)
+    running = start_service("user_service", user_service_env, log_dir)
+    yield running
+    running.stop()

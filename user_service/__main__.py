@@ -1,0 +1,3 @@
+from user_service.cli import cli
+
+cli()

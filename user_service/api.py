@@ -1,0 +1,89 @@
+"""HTTP routes: parse, authorise, call the service, render. Nothing else lives here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from flask import Blueprint, Response, current_app, jsonify, url_for
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from common.auth import ADMIN, CUSTOMER, SERVICE, current_principal, require_roles
+from common.db import isoformat
+from common.errors import NotFound
+from common.ids import is_canonical_uuid
+from common.inputs import json_body
+from user_service.repository import User
+from user_service.service import UserService
+
+api = Blueprint("users", __name__)
+
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,50}$")]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+# A dot-atom mailbox at a domain with a letter TLD: syntax only (deliverability is the mail
+# server's business), and exactly the pattern the OpenAPI document states.
+EMAIL_PATTERN = (
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+Email = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254)]
+
+
+class RegisterUser(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    username: Username
+    email: Email
+    password: Password
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+def users() -> UserService:
+    service: UserService = current_app.extensions["user_service"]
+    return service
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "role": user.role,
+        "createdAt": isoformat(user.created_at),
+        "updatedAt": isoformat(user.updated_at),
+    }
+
+
+@api.post("/api/v1/users")
+def register() -> tuple[Response, int, dict[str, str]]:
+    command = json_body(RegisterUser)
+    user = users().register(command.username, command.email, command.password)
+    location = url_for("users.get_user", user_id=user.id)
+    return jsonify(user_json(user)), 201, {"Location": location}
+
+
+@api.get("/api/v1/users/<user_id>")
+@require_roles(CUSTOMER, ADMIN, SERVICE)
+def get_user(user_id: str) -> Response:
+    if not is_canonical_uuid(user_id):
+        raise NotFound("No such user.")
+    return jsonify(user_json(users().get_user(user_id, current_principal())))
+
+
+@api.post("/api/v1/login")
+def login() -> tuple[Response, int, dict[str, str]]:
+    command = json_body(Login)
+    token = users().login(command.username, command.password)
+    body = {"accessToken": token.access_token, "tokenType": "Bearer", "expiresIn": token.expires_in}
+    return jsonify(body), 200, {"Cache-Control": "no-store"}
+
+
+@api.get("/.well-known/jwks.json")
+def jwks() -> tuple[Response, int, dict[str, str]]:
+    signer = current_app.extensions["token_signer"]
+    return jsonify(signer.jwks()), 200, {"Cache-Control": "public, max-age=300"}

@@ -1,0 +1,45 @@
+"""Composition root: builds the user service's Flask app from its settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from common.auth import TokenVerifier, install_token_verifier
+from common.db import Database
+from common.errors import Unauthorized
+from common.web import create_base_app
+from user_service.api import api
+from user_service.service import UserService
+from user_service.settings import UserSettings
+from user_service.tokens import TokenSigner
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class _OwnKey:
+    """The user service verifies its own tokens with its own key, without calling itself."""
+
+    def __init__(self, signer: TokenSigner) -> None:
+        self._signer = signer
+
+    def key_for(self, kid: str) -> object:
+        if kid != self._signer.kid:
+            raise Unauthorized("The token was signed with an unknown key.")
+        return self._signer.public_key()
+
+
+def create_app(settings: UserSettings | None = None) -> Flask:
+    settings = settings or UserSettings()
+    db = Database.from_url(settings.database_url, pool_size=settings.db_pool_size)
+    signer = TokenSigner.from_settings(settings)
+    app = create_base_app(
+        settings, package="user_service", readiness_checks={"user database": db.ping}
+    )
+    install_token_verifier(app, TokenVerifier(_OwnKey(signer), issuer=settings.jwt_issuer))
+    app.extensions["user_service"] = UserService(db, settings, signer)
+    app.extensions["token_signer"] = signer
+    app.extensions["database"] = db
+    app.register_blueprint(api)
+    return app

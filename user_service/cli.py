@@ -1,0 +1,67 @@
+"""`python -m user_service ...`: migrations, accounts and keys from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from common.db import Database
+from common.migrations import upgrade_to_head
+from user_service.app import MIGRATIONS_DIR
+from user_service.service import UserService
+from user_service.settings import UserSettings
+from user_service.tokens import TokenSigner, write_private_key
+
+
+@click.group()
+def cli() -> None:
+    """Operate the user service (settings come from the environment, as for the server)."""
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the database migrations (safe to run from several replicas at once)."""
+    upgrade_to_head(UserSettings().database_url, MIGRATIONS_DIR)
+    click.echo("user_service: database at head")
+
+
+@cli.command("ensure-accounts")
+def ensure_accounts() -> None:
+    """Create or update the admin and service accounts named by ADMIN_* and SERVICE_*."""
+    settings = UserSettings()
+    service = _service(settings)
+    for username, password, role in settings.configured_accounts():
+        service.ensure_account(username, password, role)
+        click.echo(f"user_service: {role} account {username!r} ready")
+
+
+@cli.command("create-user")
+@click.option("--username", required=True)
+@click.option("--password", required=True, prompt=True, hide_input=True)
+@click.option("--role", type=click.Choice(["admin", "service", "customer"]), default="admin")
+def create_user(username: str, password: str, role: str) -> None:
+    """Create (or reset the password and role of) an account."""
+    user = _service(UserSettings()).ensure_account(username, password, role)
+    click.echo(f"user_service: {role} account {username!r} ready ({user.id})")
+
+
+@cli.command("prestart")
+@click.pass_context
+def prestart(ctx: click.Context) -> None:
+    """What a container runs before the server: migrate, then ensure accounts."""
+    ctx.invoke(migrate)
+    ctx.invoke(ensure_accounts)
+
+
+@cli.command("generate-key")
+@click.argument("path", type=click.Path(path_type=Path))
+def generate_key(path: Path) -> None:
+    """Write a new RS256 private key to PATH, unless one is already there."""
+    created = write_private_key(path)
+    click.echo(f"user_service: {'created' if created else 'kept existing'} signing key {path}")
+
+
+def _service(settings: UserSettings) -> UserService:
+    signer = TokenSigner.from_settings(settings)
+    return UserService(Database.from_url(settings.database_url), settings, signer)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+
+from common.config import CommonSettings
+
+
+class UserSettings(CommonSettings):
+    service_name: str = "user_service"
+    database_url: str = Field(
+        default="sqlite:///var/user_service.db",
+        validation_alias=AliasChoices("USER_DATABASE_URL", "database_url"),
+    )
+    # The RS256 signing key: PEM text, or a path to a PEM file.
+    jwt_private_key: str | None = None
+    jwt_private_key_file: Path | None = None
+    access_token_ttl_s: int = Field(default=900, ge=60, le=86_400)
+    # Failed logins per username (or email) within the window before further tries get 429.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_s: int = Field(default=900, ge=1)
+    # argon2id cost; the defaults are argon2-cffi's (RFC 9106 "low memory" profile).
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65_536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    admin_username: str | None = None
+    admin_password: str | None = None
+    service_username: str | None = None
+    service_password: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> UserSettings:
+        if self.jwt_private_key and self.jwt_private_key_file:
+            raise ValueError("set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE, not both")
+        return self
+
+    def private_key_pem(self) -> str:
+        if self.jwt_private_key:
+            return self.jwt_private_key
+        if self.jwt_private_key_file:
+            return self.jwt_private_key_file.read_text(encoding="utf-8")
+        raise RuntimeError(
+            "No signing key: set JWT_PRIVATE_KEY (PEM) or JWT_PRIVATE_KEY_FILE "
+            "(`python -m user_service generate-key var/jwt-private.pem` makes one)."
+        )
+
+    def configured_accounts(self) -> list[tuple[str, str, str]]:
+        """(username, password, role) for each account the configuration asks for."""
+        pairs = [
+            (self.admin_username, self.admin_password, "admin"),
+            (self.service_username, self.service_password, "service"),
+        ]
+        return [(u, p, role) for u, p, role in pairs if u and p]
