@@ -40,7 +40,9 @@ class RunningProcess:
                 self.process.wait()
 
 
-def start_process(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> RunningProcess:
+def start_process(
+    name: str, command: list[str], env: dict[str, str], log_dir: Path
+) -> RunningProcess:
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -55,7 +57,9 @@ def start_process(name: str, command: list[str], env: dict[str, str], log_dir: P
 
 def run_cli(module: str, *args: str, env: dict[str, str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", module, *args], env={**os.environ, **env}, capture_output=True,
+        [sys.executable, "-m", module, *args],
+        env={**os.environ, **env},
+        capture_output=True,
         text=True,
     )
     if done.returncode != 0:
@@ -68,8 +72,14 @@ def start_service(
     """gunicorn with the production config, on a free port; returns once /health answers."""
     port = free_port()
     command = [
-        sys.executable, "-m", "gunicorn", "-c", "python:common.gunicorn_conf",
-        "--bind", f"127.0.0.1:{port}", f"{package}.app:create_app()",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:common.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{port}",
+        f"{package}.app:create_app()",
     ]
     running = start_process(package, command, {**env, "WEB_CONCURRENCY": str(workers)}, log_dir)
     running.url = f"http://127.0.0.1:{port}"

@@ -26,7 +26,9 @@ def test_every_log_line_of_a_request_carries_its_request_id(user_service):
         headers={"X-Request-ID": request_id},
         timeout=5,
     )
-    lines = [json.loads(line) for line in user_service.log_text().splitlines() if request_id in line]
+    lines = [
+        json.loads(line) for line in user_service.log_text().splitlines() if request_id in line
+    ]
     assert lines, "the request left no log line"
     assert all(line["request_id"] == request_id for line in lines)
     assert any(line.get("event") == "request" and line.get("status") == 401 for line in lines)

@@ -1,0 +1,39 @@
+"""Money: exact decimals with two places; a string on the wire, DECIMAL(12,2) in storage."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+CENT = Decimal("0.01")
+# DECIMAL(12,2) holds up to 10 digits before the point.
+MAX_AMOUNT = Decimal("9999999999.99")
+
+
+def parse_money(value: Any) -> Decimal:
+    """Accepts "19.99", 19.99 (parsed as Decimal, never float) or 19; refuses anything else."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise ValueError("must be a decimal string or a number")
+    try:
+        amount = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation as exc:
+        raise ValueError("must be a decimal number such as 19.99") from exc
+    if not amount.is_finite():
+        raise ValueError("must be a finite number")
+    if amount < 0:
+        raise ValueError("must not be negative")
+    if amount > MAX_AMOUNT:
+        raise ValueError(f"must be at most {MAX_AMOUNT}")
+    if amount != amount.quantize(CENT, rounding="ROUND_DOWN"):
+        raise ValueError("must have at most 2 decimal places")
+    return amount.quantize(CENT)
+
+
+def format_money(amount: Decimal) -> str:
+    return f"{amount.quantize(CENT):f}"
+
+
+# A pydantic field type: validated by parse_money, serialised as a two-place string.
+Money = Annotated[Decimal, BeforeValidator(parse_money), PlainSerializer(format_money)]
