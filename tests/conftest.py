@@ -22,13 +22,22 @@ def pytest_configure(config: pytest.Config) -> None:
     _BACKEND["name"] = "sqlite"
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def _backend_line() -> str:
     if _BACKEND.get("name") == "mysql":
         return f"databases: MySQL at {mysql_server_url()} (fresh databases, dropped after)"
     return (
-        f"databases: MySQL at {mysql_server_url()} is unreachable, so this run uses SQLite "
+        f"databases: MySQL at {mysql_server_url()} is unreachable, so this run used SQLite "
         "(set TEST_MYSQL_URL to test on MySQL)"
     )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return _backend_line()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # Said last as well, so even `-q` output shows which database the run proved.
+    terminalreporter.write_line(_backend_line())
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ class TokenSigner:
         if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
             raise ValueError("the JWT signing key must be an RSA key of at least 2048 bits")
         self._private_key = key
-        self._public_jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+        public_jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+        self._public_jwk = {name: public_jwk[name] for name in ("kty", "n", "e")}
         self.kid = _thumbprint(self._public_jwk)
         self.issuer = issuer
         self.ttl_s = ttl_s
