@@ -13,6 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from devstack import sqs
 
@@ -87,10 +88,15 @@ def _local_credentials() -> dict[str, str]:
 class Supervisor:
     """Starts processes, prefixes their output, and stops them all together."""
 
-    def __init__(self) -> None:
+    def __init__(self, output: TextIO | None = None) -> None:
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._colour = sys.stdout.isatty()
+        self._output = output or sys.stdout
+        self._colour = self._output.isatty()
         self._stopping = threading.Event()
+
+    @property
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        return dict(self._processes)
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
         process = subprocess.Popen(
@@ -108,8 +114,8 @@ class Supervisor:
         prefix = f"{colour}{name:<15}|{RESET if colour else ''} "
         assert process.stdout is not None
         for raw in process.stdout:
-            sys.stdout.write(prefix + raw.decode(errors="replace"))
-            sys.stdout.flush()
+            self._output.write(prefix + raw.decode(errors="replace"))
+            self._output.flush()
 
     def wait(self) -> int:
         """Blocks until Ctrl-C / SIGTERM or until any process dies; then stops the rest."""
@@ -166,13 +172,20 @@ def _refuse_busy_ports(ports: list[int]) -> None:
 
 def run() -> int:
     env = local_environment()
+    supervisor = Supervisor()
+    services = start_system(supervisor, env)
+    _print_banner(services, env)
+    return supervisor.wait()
+
+
+def start_system(supervisor: Supervisor, env: dict[str, str]) -> list[ServiceSpec]:
+    """Starts the local SQS (if configured), then each service and its workers."""
     VAR.mkdir(exist_ok=True)
     subprocess.run(
         [sys.executable, "-m", "user_service", "generate-key", env["JWT_PRIVATE_KEY_FILE"]],
         env=env,
         check=True,
     )
-    supervisor = Supervisor()
     services = [spec for spec in SERVICES if spec.available]
     local_sqs = env["SQS_ENDPOINT_URL"] == f"http://{SQS_HOST}:{SQS_PORT}"
     _refuse_busy_ports([spec.port for spec in services] + ([SQS_PORT] if local_sqs else []))
@@ -184,8 +197,7 @@ def run() -> int:
     except (Exception, KeyboardInterrupt):
         supervisor.stop()
         raise
-    _print_banner(services, env)
-    return supervisor.wait()
+    return services
 
 
 def _start_service(supervisor: Supervisor, spec: ServiceSpec, env: dict[str, str]) -> None:

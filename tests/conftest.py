@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tests.support.databases import DatabaseFactory, mysql_reachable, mysql_server_url
+from tests.support.sqs import start_local_sqs
 
 _BACKEND: dict[str, str] = {}
 
@@ -50,3 +51,9 @@ def databases(tmp_path_factory: pytest.TempPathFactory):
     factory = DatabaseFactory(_BACKEND["name"], tmp_path_factory.mktemp("databases"))
     yield factory
     factory.drop_all()
+
+
+@pytest.fixture(scope="session")
+def local_sqs(tmp_path_factory: pytest.TempPathFactory):
+    """A real LocalStack SQS endpoint with `order-events` and `order-events-dlq`."""
+    yield from start_local_sqs(tmp_path_factory.mktemp("sqs"))
