@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from flask import request
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from common.errors import BadRequest, Unprocessable, UnsupportedMediaType, field_error
 
@@ -50,3 +50,16 @@ def _as_field_error(error: Any) -> dict[str, str]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _storable_text(value: str) -> str:
+    # JSON may carry lone surrogates ("\ud800"), which no database encoding can store.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+# A pydantic field type for free text that will be stored: valid UTF-8 once encoded.
+StorableText = Annotated[str, AfterValidator(_storable_text)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -37,3 +38,18 @@ def format_money(amount: Decimal) -> str:
 
 # A pydantic field type: validated by parse_money, serialised as a two-place string.
 Money = Annotated[Decimal, BeforeValidator(parse_money), PlainSerializer(format_money)]
+
+
+# The string form every OpenAPI document states for money inputs. parse_money alone is more
+# lenient (it strips blanks, takes "1e2"); requests are held to exactly what the spec says.
+MONEY_TEXT_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+
+
+def parse_money_input(value: Any) -> Decimal:
+    """A money input from a client: a MONEY_TEXT_PATTERN string or a JSON number."""
+    if isinstance(value, str) and not re.fullmatch(MONEY_TEXT_PATTERN, value):
+        raise ValueError("must be a decimal string such as 19.99")
+    return parse_money(value)
+
+
+MoneyInput = Annotated[Decimal, BeforeValidator(parse_money_input), PlainSerializer(format_money)]

@@ -1,0 +1,1 @@
+"""The product service: the catalog, its search, and stock reservations that never oversell."""

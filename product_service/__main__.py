@@ -1,0 +1,3 @@
+from product_service.cli import cli
+
+cli()

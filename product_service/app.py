@@ -1,0 +1,35 @@
+"""Composition root: builds the product service's Flask app from its settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from common.auth import JwksKeySource, KeySource, TokenVerifier, install_token_verifier
+from common.db import Database
+from common.web import create_base_app
+from product_service.api import api
+from product_service.service import ProductService
+from product_service.settings import ProductSettings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: ProductSettings | None = None, *, keys: KeySource | None = None) -> Flask:
+    """`keys` replaces the JWKS fetch in tests that hold the signing key themselves."""
+    settings = settings or ProductSettings()
+    db = Database.from_url(settings.database_url, pool_size=settings.db_pool_size)
+    app = create_base_app(
+        settings, package="product_service", readiness_checks={"product database": db.ping}
+    )
+    keys = keys or JwksKeySource(
+        settings.jwks_url,
+        cache_seconds=settings.jwks_cache_seconds,
+        timeout_s=settings.http_connect_timeout_s + settings.http_read_timeout_s,
+    )
+    install_token_verifier(app, TokenVerifier(keys, issuer=settings.jwt_issuer))
+    app.extensions["product_service"] = ProductService(db)
+    app.extensions["database"] = db
+    app.register_blueprint(api)
+    return app

@@ -1,0 +1,326 @@
+"""The product database: tables and every SQL statement the service runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
+
+from common.db import UtcDateTime
+
+metadata = sa.MetaData()
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("price", sa.Numeric(12, 2), nullable=False),
+    sa.Column("stock", sa.Integer(), nullable=False),
+    sa.Column("archived_at", UtcDateTime(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+reservations = sa.Table(
+    "reservations",
+    metadata,
+    sa.Column("reservation_id", sa.String(64), primary_key=True),
+    sa.Column("product_id", sa.String(36), primary_key=True),
+    sa.Column("quantity", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+HELD, RELEASED = "held", "released"
+# Every batch reservation also writes a line for this id: a retried batch collides on it, and
+# a release that arrives before its reservation leaves it behind as `released`, so the late
+# reservation is refused instead of holding stock that nobody will ever give back.
+BATCH_MARKER = "00000000-0000-0000-0000-000000000000"
+# InnoDB's FULLTEXT index skips words shorter than innodb_ft_min_token_size (3 by default).
+_FULLTEXT_MIN_WORD = 3
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str
+    name: str
+    description: str
+    price: Decimal
+    stock: int
+    archived_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
+
+
+@dataclass(frozen=True)
+class ReservationLine:
+    product_id: str
+    quantity: int
+    state: str
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    q: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    in_stock: bool | None = None
+
+
+_PRODUCT_COLUMNS = (
+    products.c.id,
+    products.c.name,
+    products.c.description,
+    products.c.price,
+    products.c.stock,
+    products.c.archived_at,
+    products.c.created_at,
+    products.c.updated_at,
+)
+
+
+def _product(row: sa.Row[tuple[object, ...]]) -> Product:
+    return Product(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        price=Decimal(row.price),
+        stock=int(row.stock),
+        archived_at=row.archived_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class ProductRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._db = connection
+
+    def add(self, product: Product) -> None:
+        self._db.execute(
+            products.insert().values(
+                id=product.id,
+                name=product.name,
+                description=product.description,
+                price=product.price,
+                stock=product.stock,
+                archived_at=product.archived_at,
+                created_at=product.created_at,
+                updated_at=product.updated_at,
+            )
+        )
+
+    def get(self, product_id: str, *, for_update: bool = False) -> Product | None:
+        query = sa.select(*_PRODUCT_COLUMNS).where(products.c.id == product_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self._db.execute(query).first()
+        return None if row is None else _product(row)
+
+    def active_by_ids(self, product_ids: Sequence[str]) -> list[Product]:
+        query = (
+            sa.select(*_PRODUCT_COLUMNS)
+            .where(products.c.id.in_(list(product_ids)), products.c.archived_at.is_(None))
+            .order_by(products.c.id)
+        )
+        return [_product(row) for row in self._db.execute(query)]
+
+    def active_page(self, after_id: str | None, limit: int) -> list[Product]:
+        return self.search(SearchFilter(), after_id, limit)
+
+    def search(self, search: SearchFilter, after_id: str | None, limit: int) -> list[Product]:
+        """Active products matching every criterion, in id (creation) order, `limit` at most."""
+        conditions: list[sa.ColumnElement[bool]] = [products.c.archived_at.is_(None)]
+        if after_id is not None:
+            conditions.append(products.c.id > after_id)
+        if search.min_price is not None:
+            conditions.append(products.c.price >= search.min_price)
+        if search.max_price is not None:
+            conditions.append(products.c.price <= search.max_price)
+        if search.in_stock is not None:
+            conditions.append(products.c.stock > 0 if search.in_stock else products.c.stock == 0)
+        if search.q is not None:
+            conditions.append(self._text_matches(search.q))
+        query = sa.select(*_PRODUCT_COLUMNS).where(*conditions).order_by(products.c.id)
+        return [_product(row) for row in self._db.execute(query.limit(limit))]
+
+    def _text_matches(self, q: str) -> sa.ColumnElement[bool]:
+        """Every word of `q` must occur in the name or the description; `q` is only ever bound."""
+        words = re.findall(r"\w+", q)
+        if not words:
+            return sa.false()
+        indexed: list[str] = []
+        conditions: list[sa.ColumnElement[bool]] = []
+        for word in words:
+            if self._db.dialect.name == "mysql" and len(word) >= _FULLTEXT_MIN_WORD:
+                indexed.append(word)
+            else:
+                pattern = "%" + _escape_like(word) + "%"
+                conditions.append(
+                    sa.or_(
+                        products.c.name.like(pattern, escape="\\"),
+                        products.c.description.like(pattern, escape="\\"),
+                    )
+                )
+        if indexed:
+            # Boolean mode: "+word*" requires a word that starts with it. The words are \w+
+            # only, so no search operator can come from the client.
+            terms = " ".join(f"+{word}*" for word in indexed)
+            matches = mysql.match(products.c.name, products.c.description, against=terms)
+            conditions.append(matches.in_boolean_mode())
+        return sa.and_(*conditions)
+
+    def update(self, product: Product) -> None:
+        self._db.execute(
+            products.update()
+            .where(products.c.id == product.id)
+            .values(
+                name=product.name,
+                description=product.description,
+                price=product.price,
+                stock=product.stock,
+                updated_at=product.updated_at,
+            )
+        )
+
+    def archive(self, product_id: str, now: datetime) -> None:
+        self._db.execute(
+            products.update()
+            .where(products.c.id == product_id, products.c.archived_at.is_(None))
+            .values(archived_at=now, updated_at=now)
+        )
+
+    def stock_of(self, product_id: str) -> int | None:
+        stock = self._db.execute(
+            sa.select(products.c.stock).where(products.c.id == product_id)
+        ).scalar_one_or_none()
+        return None if stock is None else int(stock)
+
+    def take_stock(self, product_id: str, quantity: int) -> bool:
+        """Never read-modify-write: the row changes only if enough stock is there."""
+        result = self._db.execute(
+            products.update()
+            .where(
+                products.c.id == product_id,
+                products.c.archived_at.is_(None),
+                products.c.stock >= quantity,
+            )
+            .values(stock=products.c.stock - quantity)
+        )
+        return result.rowcount == 1
+
+    def lock_stock(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        """Locks the rows in ascending id order, the one order every batch takes them in."""
+        query = (
+            sa.select(*_PRODUCT_COLUMNS)
+            .where(products.c.id.in_(sorted(product_ids)))
+            .order_by(products.c.id)
+            .with_for_update()
+        )
+        return {row.id: _product(row) for row in self._db.execute(query)}
+
+    def take_stock_of_each(self, quantities: dict[str, int]) -> int:
+        """One statement for the whole batch; returns how many rows had enough and changed."""
+        change = sa.case(quantities, value=products.c.id)
+        result = self._db.execute(
+            products.update()
+            .where(
+                products.c.id.in_(sorted(quantities)),
+                products.c.archived_at.is_(None),
+                products.c.stock >= change,
+            )
+            .values(stock=products.c.stock - change)
+        )
+        return int(result.rowcount)
+
+    def return_stock_of_each(self, quantities: dict[str, int]) -> None:
+        if not quantities:
+            return
+        change = sa.case(quantities, value=products.c.id)
+        self._db.execute(
+            products.update()
+            .where(products.c.id.in_(sorted(quantities)))
+            .values(stock=products.c.stock + change)
+        )
+
+
+class ReservationRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._db = connection
+
+    def add(
+        self,
+        reservation_id: str,
+        lines: Sequence[tuple[str, int]],
+        now: datetime,
+        *,
+        state: str = HELD,
+    ) -> None:
+        """Raises IntegrityError when any (reservation, product) line already exists."""
+        self._db.execute(
+            reservations.insert(),
+            [
+                {
+                    "reservation_id": reservation_id,
+                    "product_id": product_id,
+                    "quantity": quantity,
+                    "state": state,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for product_id, quantity in lines
+            ],
+        )
+
+    def lines(self, reservation_id: str, *, for_update: bool = False) -> list[ReservationLine]:
+        query = (
+            sa.select(reservations.c.product_id, reservations.c.quantity, reservations.c.state)
+            .where(reservations.c.reservation_id == reservation_id)
+            .order_by(reservations.c.product_id)
+        )
+        if for_update:
+            query = query.with_for_update()
+        return [ReservationLine(*row) for row in self._db.execute(query)]
+
+    def line(
+        self, reservation_id: str, product_id: str, *, for_update: bool = False
+    ) -> ReservationLine | None:
+        query = sa.select(
+            reservations.c.product_id, reservations.c.quantity, reservations.c.state
+        ).where(
+            reservations.c.reservation_id == reservation_id,
+            reservations.c.product_id == product_id,
+        )
+        if for_update:
+            query = query.with_for_update()
+        row = self._db.execute(query).first()
+        return None if row is None else ReservationLine(*row)
+
+    def mark_released(
+        self, reservation_id: str, now: datetime, *, product_id: str | None = None
+    ) -> None:
+        condition = sa.and_(
+            reservations.c.reservation_id == reservation_id, reservations.c.state == HELD
+        )
+        if product_id is not None:
+            condition = sa.and_(condition, reservations.c.product_id == product_id)
+        self._db.execute(
+            reservations.update().where(condition).values(state=RELEASED, updated_at=now)
+        )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,319 @@
+"""Product use cases: the catalog, its search, and reserving and releasing stock.
+
+Each use case is one transaction. Reservations are idempotent per reservation id: the
+(reservation, product) line is written first, so a retry collides with it on the primary key
+and is answered from what the first request did, never by moving stock again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+
+from common.db import Database, isoformat, retry_on_deadlock, utcnow
+from common.errors import Conflict, NotFound, PreconditionFailed, Unprocessable, field_error
+from common.etags import if_match_satisfied, strong_etag
+from common.ids import new_id
+from common.money import format_money
+from product_service.repository import (
+    BATCH_MARKER,
+    HELD,
+    RELEASED,
+    Product,
+    ProductRepository,
+    ReservationLine,
+    ReservationRepository,
+    SearchFilter,
+)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class ProductFields:
+    name: str
+    description: str
+    price: Decimal
+    stock: int
+
+
+@dataclass(frozen=True)
+class ProductChanges:
+    name: str | None = None
+    description: str | None = None
+    price: Decimal | None = None
+    stock: int | None = None
+
+
+@dataclass(frozen=True)
+class StockReservation:
+    product_id: str
+    reservation_id: str
+    quantity: int
+    stock: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    reservation_id: str
+    state: str
+    items: list[tuple[str, int]]
+
+
+def product_representation(product: Product) -> dict[str, object]:
+    return {
+        "id": product.id,
+        "name": product.name,
+        "description": product.description,
+        "price": format_money(product.price),
+        "stock": product.stock,
+        "archivedAt": isoformat(product.archived_at) if product.archived_at else None,
+        "createdAt": isoformat(product.created_at),
+        "updatedAt": isoformat(product.updated_at),
+    }
+
+
+def etag_of(product: Product) -> str:
+    return strong_etag(product_representation(product))
+
+
+class ProductService:
+    def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
+        self._db = db
+        self._clock = clock
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def create_product(self, fields: ProductFields) -> Product:
+        now = self._clock()
+        product = Product(
+            new_id(), fields.name, fields.description, fields.price, fields.stock, None, now, now
+        )
+        with self._db.transaction() as connection:
+            ProductRepository(connection).add(product)
+        return product
+
+    def get_product(self, product_id: str) -> Product:
+        """Archived products are still answered, so past orders can resolve them."""
+        with self._db.transaction() as connection:
+            product = ProductRepository(connection).get(product_id)
+        if product is None:
+            raise NotFound("No such product.")
+        return product
+
+    def list_products(self, after_id: str | None, limit: int) -> list[Product]:
+        with self._db.transaction() as connection:
+            return ProductRepository(connection).active_page(after_id, limit)
+
+    def products_by_ids(self, product_ids: Sequence[str]) -> list[Product]:
+        with self._db.transaction() as connection:
+            return ProductRepository(connection).active_by_ids(product_ids)
+
+    def search_products(
+        self, search: SearchFilter, after_id: str | None, limit: int
+    ) -> list[Product]:
+        with self._db.transaction() as connection:
+            return ProductRepository(connection).search(search, after_id, limit)
+
+    def replace_product(
+        self, product_id: str, fields: ProductFields, if_match: str | None
+    ) -> Product:
+        changes = ProductChanges(fields.name, fields.description, fields.price, fields.stock)
+        return self.change_product(product_id, changes, if_match)
+
+    @retry_on_deadlock
+    def change_product(
+        self, product_id: str, changes: ProductChanges, if_match: str | None
+    ) -> Product:
+        with self._db.transaction() as connection:
+            repository = ProductRepository(connection)
+            # Locked, so the ETag compared is the one the update replaces.
+            current = self._editable(repository.get(product_id, for_update=True), if_match)
+            updated = replace(
+                current,
+                name=current.name if changes.name is None else changes.name,
+                description=(
+                    current.description if changes.description is None else changes.description
+                ),
+                price=current.price if changes.price is None else changes.price,
+                stock=current.stock if changes.stock is None else changes.stock,
+                updated_at=self._clock(),
+            )
+            repository.update(updated)
+        return updated
+
+    @retry_on_deadlock
+    def archive_product(self, product_id: str, if_match: str | None) -> None:
+        with self._db.transaction() as connection:
+            repository = ProductRepository(connection)
+            product = repository.get(product_id, for_update=True)
+            if product is None:
+                raise NotFound("No such product.")
+            if product.archived:
+                return
+            _require_match(product, if_match)
+            repository.archive(product_id, self._clock())
+
+    @staticmethod
+    def _editable(product: Product | None, if_match: str | None) -> Product:
+        if product is None:
+            raise NotFound("No such product.")
+        if product.archived:
+            raise Conflict("The product is archived; archived products cannot be changed.")
+        _require_match(product, if_match)
+        return product
+
+    # -- reservations ----------------------------------------------------------------------
+
+    @retry_on_deadlock
+    def reserve_stock(
+        self, product_id: str, reservation_id: str, quantity: int
+    ) -> StockReservation:
+        """Holds `quantity` of one product under `reservation_id`, at most once."""
+        try:
+            with self._db.transaction() as connection:
+                ReservationRepository(connection).add(
+                    reservation_id, [(product_id, quantity)], self._clock()
+                )
+                products = ProductRepository(connection)
+                if not products.take_stock(product_id, quantity):
+                    raise _not_reservable(products.get(product_id))
+                stock = products.stock_of(product_id)
+        except IntegrityError:
+            return self._replayed_stock_reservation(product_id, reservation_id, quantity)
+        assert stock is not None
+        return StockReservation(product_id, reservation_id, quantity, stock)
+
+    def _replayed_stock_reservation(
+        self, product_id: str, reservation_id: str, quantity: int
+    ) -> StockReservation:
+        with self._db.transaction() as connection:
+            line = ReservationRepository(connection).line(reservation_id, product_id)
+            stock = ProductRepository(connection).stock_of(product_id)
+        if line is None or stock is None:
+            raise Conflict("The reservation changed while it was being retried; try again.")
+        if line.state != HELD:
+            raise Conflict("This reservation has already been released.")
+        if line.quantity != quantity:
+            raise Conflict(
+                "This reservation id already holds a different quantity of this product.",
+                extra={"quantity": line.quantity},
+            )
+        return StockReservation(product_id, reservation_id, quantity, stock)
+
+    @retry_on_deadlock
+    def release_stock(self, product_id: str, reservation_id: str) -> StockReservation:
+        """Gives one product's held stock back, exactly once however often it is asked."""
+        with self._db.transaction() as connection:
+            reservations = ReservationRepository(connection)
+            products = ProductRepository(connection)
+            line = reservations.line(reservation_id, product_id, for_update=True)
+            if line is None:
+                raise NotFound("No such reservation for this product.")
+            if line.state == HELD:
+                reservations.mark_released(reservation_id, self._clock(), product_id=product_id)
+                products.return_stock_of_each({product_id: line.quantity})
+            stock = products.stock_of(product_id)
+        return StockReservation(product_id, reservation_id, line.quantity, stock or 0)
+
+    @retry_on_deadlock
+    def reserve_items(self, reservation_id: str, items: Sequence[tuple[str, int]]) -> Reservation:
+        """All items or none, in one transaction; a retry is answered, not redone."""
+        wanted = dict(sorted(items))
+        try:
+            with self._db.transaction() as connection:
+                ReservationRepository(connection).add(
+                    reservation_id, [(BATCH_MARKER, 0), *wanted.items()], self._clock()
+                )
+                products = ProductRepository(connection)
+                # Ascending id order, the order every batch locks in, so batches over the same
+                # products queue behind each other instead of deadlocking.
+                locked = products.lock_stock(list(wanted))
+                _refuse_unless_all_available(list(items), locked)
+                if products.take_stock_of_each(wanted) != len(wanted):
+                    raise Conflict("The stock changed while it was being reserved; try again.")
+        except IntegrityError:
+            return self._replayed_reservation(reservation_id, wanted)
+        return Reservation(reservation_id, HELD, list(wanted.items()))
+
+    def _replayed_reservation(self, reservation_id: str, wanted: dict[str, int]) -> Reservation:
+        with self._db.transaction() as connection:
+            lines = ReservationRepository(connection).lines(reservation_id)
+        marker = next((line for line in lines if line.product_id == BATCH_MARKER), None)
+        if marker is not None and marker.state == RELEASED:
+            raise Conflict("This reservation has already been released.")
+        held = _product_lines(lines)
+        if marker is None or held != wanted:
+            raise Conflict("This reservation id is already used for different items.")
+        return Reservation(reservation_id, HELD, list(held.items()))
+
+    @retry_on_deadlock
+    def release_reservation(self, reservation_id: str) -> Reservation:
+        """Gives back every line still held, exactly once. Releasing an unknown reservation
+        is allowed (the caller may not know whether its reserve arrived) and is remembered."""
+        try:
+            with self._db.transaction() as connection:
+                reservations = ReservationRepository(connection)
+                lines = reservations.lines(reservation_id, for_update=True)
+                if not lines:
+                    reservations.add(
+                        reservation_id, [(BATCH_MARKER, 0)], self._clock(), state=RELEASED
+                    )
+                    return Reservation(reservation_id, RELEASED, [])
+                held = [line for line in lines if line.state == HELD]
+                if held:
+                    reservations.mark_released(reservation_id, self._clock())
+                    ProductRepository(connection).return_stock_of_each(_product_lines(held))
+        except IntegrityError:
+            # Its reservation arrived at the same moment; release what it now holds.
+            return self.release_reservation(reservation_id)
+        return Reservation(reservation_id, RELEASED, list(_product_lines(lines).items()))
+
+
+def _product_lines(lines: Iterable[ReservationLine]) -> dict[str, int]:
+    return {line.product_id: line.quantity for line in lines if line.product_id != BATCH_MARKER}
+
+
+def _require_match(product: Product, if_match: str | None) -> None:
+    if not if_match_satisfied(if_match, etag_of(product)):
+        raise PreconditionFailed(
+            "The product has changed since it was read; fetch it again and retry.",
+            headers={"ETag": etag_of(product)},
+        )
+
+
+def _not_reservable(product: Product | None) -> Exception:
+    if product is None:
+        return NotFound("No such product.")
+    available = 0 if product.archived else product.stock
+    return Conflict(
+        "Not enough stock." if not product.archived else "The product is archived.",
+        extra={"productId": product.id, "available": available},
+    )
+
+
+def _refuse_unless_all_available(items: list[tuple[str, int]], locked: dict[str, Product]) -> None:
+    unknown = [
+        field_error(f"items.{index}.productId", "no such product")
+        for index, (product_id, _) in enumerate(items)
+        if product_id not in locked
+    ]
+    if unknown:
+        raise Unprocessable("Some items name products that do not exist.", errors=unknown)
+    short = [
+        {"productId": product_id, "quantity": quantity, "available": _available(locked[product_id])}
+        for product_id, quantity in items
+        if _available(locked[product_id]) < quantity
+    ]
+    if short:
+        raise Conflict(
+            "Not enough stock for every item; nothing was reserved.", extra={"items": short}
+        )
+
+
+def _available(product: Product) -> int:
+    return 0 if product.archived else product.stock
