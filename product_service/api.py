@@ -62,6 +62,14 @@ class ProductPatch(BaseModel):
     price: MoneyInput | None = None
     stock: Stock | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _present_means_a_value(cls, value: object) -> object:
+        # Absent fields stay as they are; null is not a way to clear one.
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
     def changes(self) -> ProductChanges:
         return ProductChanges(self.name, self.description, self.price, self.stock)
 
