@@ -1,0 +1,361 @@
+"""The reservation rows of the product section of the contract, against a real database."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.integration.products.conftest import ADMIN, CUSTOMER, SERVICE, assert_problem
+
+
+def new_reservation_id() -> str:
+    return str(uuid.uuid4())
+
+
+def stock_of(client, product_id: str) -> int:
+    return client.get(f"/api/v1/products/{product_id}").get_json()["stock"]
+
+
+def reserve(client, product_id: str, reservation_id: str, quantity: int, headers=SERVICE):
+    return client.post(
+        f"/api/v1/products/{product_id}/reserve",
+        json={"reservationId": reservation_id, "quantity": quantity},
+        headers=headers,
+    )
+
+
+def release(client, product_id: str, reservation_id: str, headers=SERVICE):
+    return client.post(
+        f"/api/v1/products/{product_id}/release",
+        json={"reservationId": reservation_id},
+        headers=headers,
+    )
+
+
+def reserve_items(client, reservation_id: str, items: list[tuple[str, int]], headers=SERVICE):
+    return client.post(
+        "/api/v1/reservations",
+        json={
+            "reservationId": reservation_id,
+            "items": [{"productId": p, "quantity": q} for p, q in items],
+        },
+        headers=headers,
+    )
+
+
+def release_reservation(client, reservation_id: str, headers=SERVICE):
+    return client.post(f"/api/v1/reservations/{reservation_id}/release", headers=headers)
+
+
+class TestReserveOne:
+    def test_reserving_takes_stock_and_answers_what_is_left(self, client, create_product):
+        product = create_product(stock=10)["id"]
+        rid = new_reservation_id()
+        response = reserve(client, product, rid, 3)
+        assert response.status_code == 200
+        assert response.get_json() == {
+            "productId": product,
+            "reservationId": rid,
+            "quantity": 3,
+            "stock": 7,
+        }
+        assert stock_of(client, product) == 7
+
+    def test_a_retry_is_answered_without_taking_stock_again(self, client, create_product):
+        product = create_product(stock=10)["id"]
+        rid = new_reservation_id()
+        first = reserve(client, product, rid, 3).get_json()
+        again = reserve(client, product, rid, 3)
+        assert again.status_code == 200
+        assert again.get_json() == first
+        assert stock_of(client, product) == 7
+
+    def test_the_same_id_with_another_quantity_is_409(self, client, create_product):
+        product = create_product(stock=10)["id"]
+        rid = new_reservation_id()
+        reserve(client, product, rid, 3)
+        assert assert_problem(reserve(client, product, rid, 4), 409)["quantity"] == 3
+        assert stock_of(client, product) == 7
+
+    def test_not_enough_stock_is_409_with_available(self, client, create_product):
+        product = create_product(stock=2)["id"]
+        body = assert_problem(reserve(client, product, new_reservation_id(), 3), 409)
+        assert body["available"] == 2
+        assert stock_of(client, product) == 2
+
+    def test_exactly_the_stock_can_be_reserved_and_then_nothing(self, client, create_product):
+        product = create_product(stock=2)["id"]
+        assert reserve(client, product, new_reservation_id(), 2).get_json()["stock"] == 0
+        assert (
+            assert_problem(reserve(client, product, new_reservation_id(), 1), 409)["available"] == 0
+        )
+
+    def test_an_archived_product_has_nothing_to_reserve(self, client, create_product):
+        product = create_product(stock=5)["id"]
+        client.delete(f"/api/v1/products/{product}", headers=ADMIN)
+        assert (
+            assert_problem(reserve(client, product, new_reservation_id(), 1), 409)["available"] == 0
+        )
+
+    @pytest.mark.parametrize("product_id", [str(uuid.uuid4()), "nope"])
+    def test_unknown_product_is_404(self, client, product_id):
+        assert_problem(reserve(client, product_id, new_reservation_id(), 1), 404)
+
+    def test_a_failed_reserve_leaves_the_id_free(self, client, create_product):
+        product = create_product(stock=2)["id"]
+        rid = new_reservation_id()
+        assert_problem(reserve(client, product, rid, 5), 409)
+        assert reserve(client, product, rid, 2).status_code == 200
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {},
+            {"reservationId": "r"},
+            {"quantity": 1},
+            {"reservationId": "r", "quantity": 0},
+            {"reservationId": "r", "quantity": -1},
+            {"reservationId": "r", "quantity": "1"},
+            {"reservationId": "r", "quantity": 1.5},
+            {"reservationId": "r", "quantity": 1_000_001},
+            {"reservationId": "", "quantity": 1},
+            {"reservationId": "has space", "quantity": 1},
+            {"reservationId": "r" * 65, "quantity": 1},
+            {"reservationId": 7, "quantity": 1},
+            {"reservationId": "r", "quantity": 1, "extra": True},
+        ],
+    )
+    def test_invalid_bodies_are_422(self, client, create_product, payload):
+        product = create_product()["id"]
+        response = client.post(f"/api/v1/products/{product}/reserve", json=payload, headers=SERVICE)
+        assert_problem(response, 422)
+
+    def test_malformed_json_is_400_and_other_media_types_415(self, client, create_product):
+        product = create_product()["id"]
+        url = f"/api/v1/products/{product}/reserve"
+        assert_problem(
+            client.post(url, data="{", content_type="application/json", headers=SERVICE), 400
+        )
+        assert_problem(client.post(url, data="quantity=1", headers=SERVICE), 415)
+
+    def test_admin_may_reserve_too(self, client, create_product):
+        product = create_product()["id"]
+        assert reserve(client, product, new_reservation_id(), 1, headers=ADMIN).status_code == 200
+
+    @pytest.mark.parametrize(("headers", "status"), [({}, 401), (CUSTOMER, 403)])
+    def test_customers_and_anonymous_may_not(self, client, create_product, headers, status):
+        product = create_product(stock=5)["id"]
+        assert_problem(reserve(client, product, new_reservation_id(), 1, headers=headers), status)
+        assert stock_of(client, product) == 5
+
+
+class TestReleaseOne:
+    def test_release_gives_the_stock_back_exactly_once(self, client, create_product):
+        product = create_product(stock=10)["id"]
+        rid = new_reservation_id()
+        reserve(client, product, rid, 4)
+        first = release(client, product, rid)
+        assert first.status_code == 200
+        assert first.get_json() == {
+            "productId": product,
+            "reservationId": rid,
+            "quantity": 4,
+            "stock": 10,
+        }
+        assert release(client, product, rid).get_json()["stock"] == 10
+        assert stock_of(client, product) == 10
+
+    def test_a_released_reservation_cannot_be_reserved_again(self, client, create_product):
+        product = create_product(stock=10)["id"]
+        rid = new_reservation_id()
+        reserve(client, product, rid, 4)
+        release(client, product, rid)
+        assert_problem(reserve(client, product, rid, 4), 409)
+        assert stock_of(client, product) == 10
+
+    def test_unknown_reservation_is_404(self, client, create_product):
+        product = create_product()["id"]
+        assert_problem(release(client, product, new_reservation_id()), 404)
+        assert_problem(release(client, str(uuid.uuid4()), new_reservation_id()), 404)
+
+    def test_stock_comes_back_to_an_archived_product(self, client, create_product):
+        product = create_product(stock=3)["id"]
+        rid = new_reservation_id()
+        reserve(client, product, rid, 3)
+        client.delete(f"/api/v1/products/{product}", headers=ADMIN)
+        assert release(client, product, rid).get_json()["stock"] == 3
+
+    @pytest.mark.parametrize("payload", [{}, {"reservationId": ""}, {"reservationId": 1}])
+    def test_invalid_bodies_are_422(self, client, create_product, payload):
+        product = create_product()["id"]
+        response = client.post(f"/api/v1/products/{product}/release", json=payload, headers=SERVICE)
+        assert_problem(response, 422)
+
+    @pytest.mark.parametrize(("headers", "status"), [({}, 401), (CUSTOMER, 403)])
+    def test_customers_and_anonymous_may_not(self, client, create_product, headers, status):
+        product = create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        reserve(client, product, rid, 2)
+        assert_problem(release(client, product, rid, headers=headers), status)
+        assert stock_of(client, product) == 3
+
+
+class TestReserveMany:
+    def test_all_items_are_held_in_one_go(self, client, create_product):
+        a, b = create_product(stock=5)["id"], create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        response = reserve_items(client, rid, [(b, 2), (a, 1)])
+        assert response.status_code == 201
+        body = response.get_json()
+        assert body["reservationId"] == rid and body["state"] == "held"
+        assert sorted((i["productId"], i["quantity"]) for i in body["items"]) == sorted(
+            [(a, 1), (b, 2)]
+        )
+        assert (stock_of(client, a), stock_of(client, b)) == (4, 3)
+
+    def test_one_short_item_means_nothing_is_reserved_and_every_short_item_is_named(
+        self, client, create_product
+    ):
+        plenty, short, empty = (create_product(stock=s)["id"] for s in (10, 1, 0))
+        response = reserve_items(
+            client, new_reservation_id(), [(plenty, 2), (short, 2), (empty, 1)]
+        )
+        body = assert_problem(response, 409)
+        assert sorted(body["items"], key=lambda i: i["available"]) == sorted(
+            [
+                {"productId": empty, "quantity": 1, "available": 0},
+                {"productId": short, "quantity": 2, "available": 1},
+            ],
+            key=lambda i: i["available"],
+        )
+        assert [stock_of(client, p) for p in (plenty, short, empty)] == [10, 1, 0]
+
+    def test_a_retry_is_answered_201_without_taking_stock_again(self, client, create_product):
+        a, b = create_product(stock=5)["id"], create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        first = reserve_items(client, rid, [(a, 1), (b, 2)])
+        again = reserve_items(client, rid, [(b, 2), (a, 1)])
+        assert again.status_code == 201
+        assert again.get_json() == first.get_json()
+        assert (stock_of(client, a), stock_of(client, b)) == (4, 3)
+
+    def test_the_same_id_with_other_items_is_409(self, client, create_product):
+        a, b = create_product(stock=5)["id"], create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        reserve_items(client, rid, [(a, 1)])
+        assert_problem(reserve_items(client, rid, [(a, 1), (b, 1)]), 409)
+        assert_problem(reserve_items(client, rid, [(a, 2)]), 409)
+        assert (stock_of(client, a), stock_of(client, b)) == (4, 5)
+
+    def test_an_archived_product_is_short_with_nothing_available(self, client, create_product):
+        product = create_product(stock=5)["id"]
+        client.delete(f"/api/v1/products/{product}", headers=ADMIN)
+        body = assert_problem(reserve_items(client, new_reservation_id(), [(product, 1)]), 409)
+        assert body["items"] == [{"productId": product, "quantity": 1, "available": 0}]
+
+    def test_an_unknown_product_is_422_naming_the_item(self, client, create_product):
+        known = create_product(stock=5)["id"]
+        response = reserve_items(client, new_reservation_id(), [(known, 1), (str(uuid.uuid4()), 1)])
+        assert assert_problem(response, 422)["errors"] == [
+            {"field": "items.1.productId", "message": "no such product"}
+        ]
+        assert stock_of(client, known) == 5
+
+    @pytest.mark.parametrize(
+        "items",
+        [
+            [],
+            [{"productId": "x" * 36}],
+            [{"productId": "x" * 36, "quantity": 0}],
+            [{"productId": "short", "quantity": 1}],
+            [{"productId": "x" * 36, "quantity": 1, "price": "1.00"}],
+            [{"productId": "x" * 36, "quantity": 1}, {"productId": "x" * 36, "quantity": 2}],
+            [{"productId": str(uuid.uuid4()), "quantity": 1} for _ in range(101)],
+            "not a list",
+        ],
+    )
+    def test_invalid_items_are_422(self, client, items):
+        response = client.post(
+            "/api/v1/reservations", json={"reservationId": "r-1", "items": items}, headers=SERVICE
+        )
+        assert_problem(response, 422)
+
+    def test_malformed_json_is_400_and_oversized_is_413(self, client):
+        assert_problem(
+            client.post(
+                "/api/v1/reservations", data="{", content_type="application/json", headers=SERVICE
+            ),
+            400,
+        )
+        big = '{"reservationId": "r", "items": [], "pad": "' + "x" * 70_000 + '"}'
+        assert_problem(
+            client.post(
+                "/api/v1/reservations", data=big, content_type="application/json", headers=SERVICE
+            ),
+            413,
+        )
+
+    @pytest.mark.parametrize(("headers", "status"), [({}, 401), (CUSTOMER, 403)])
+    def test_customers_and_anonymous_may_not(self, client, create_product, headers, status):
+        product = create_product(stock=5)["id"]
+        assert_problem(reserve_items(client, new_reservation_id(), [(product, 1)], headers), status)
+        assert stock_of(client, product) == 5
+
+
+class TestReleaseMany:
+    def test_release_gives_everything_back_exactly_once(self, client, create_product):
+        a, b = create_product(stock=5)["id"], create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        reserve_items(client, rid, [(a, 2), (b, 3)])
+        first = release_reservation(client, rid)
+        assert first.status_code == 200
+        assert first.get_json()["state"] == "released"
+        assert sorted((i["productId"], i["quantity"]) for i in first.get_json()["items"]) == sorted(
+            [(a, 2), (b, 3)]
+        )
+        again = release_reservation(client, rid)
+        assert again.status_code == 200
+        assert again.get_json() == first.get_json()
+        assert (stock_of(client, a), stock_of(client, b)) == (5, 5)
+
+    def test_a_released_reservation_is_not_taken_again_by_a_late_retry(
+        self, client, create_product
+    ):
+        product = create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        reserve_items(client, rid, [(product, 2)])
+        release_reservation(client, rid)
+        assert_problem(reserve_items(client, rid, [(product, 2)]), 409)
+        assert stock_of(client, product) == 5
+
+    def test_releasing_an_unknown_reservation_is_remembered(self, client, create_product):
+        """The caller may not know whether its reserve arrived; a reserve arriving after the
+        release must not hold stock that nobody will give back."""
+        product = create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        response = release_reservation(client, rid)
+        assert response.status_code == 200
+        assert response.get_json() == {"reservationId": rid, "state": "released", "items": []}
+        assert_problem(reserve_items(client, rid, [(product, 1)]), 409)
+        assert stock_of(client, product) == 5
+
+    def test_it_releases_reservations_made_item_by_item(self, client, create_product):
+        a, b = create_product(stock=5)["id"], create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        reserve(client, a, rid, 1)
+        reserve(client, b, rid, 2)
+        release_reservation(client, rid)
+        assert (stock_of(client, a), stock_of(client, b)) == (5, 5)
+
+    @pytest.mark.parametrize("reservation_id", ["has%20space", "x" * 65])
+    def test_an_impossible_reservation_id_is_404(self, client, reservation_id):
+        assert_problem(release_reservation(client, reservation_id), 404)
+
+    @pytest.mark.parametrize(("headers", "status"), [({}, 401), (CUSTOMER, 403)])
+    def test_customers_and_anonymous_may_not(self, client, create_product, headers, status):
+        product = create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        reserve_items(client, rid, [(product, 1)])
+        assert_problem(release_reservation(client, rid, headers), status)
+        assert stock_of(client, product) == 4
