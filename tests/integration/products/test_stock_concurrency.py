@@ -1,0 +1,234 @@
+"""Stock under real concurrency: real threads, a real database, no oversell and no drift."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from product_service.repository import HELD, reservations
+from tests.integration.products.conftest import ADMIN, SERVICE
+
+
+def run_together(count: int, call: Callable[[int], Any]) -> list[Any]:
+    """Runs `call(i)` on `count` threads released at the same instant."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> Any:
+        barrier.wait()
+        return call(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def stock_of(app, product_id: str) -> int:
+    return app.test_client().get(f"/api/v1/products/{product_id}").get_json()["stock"]
+
+
+def held_quantity(app, product_id: str) -> int:
+    db = app.extensions["database"]
+    with db.transaction() as connection:
+        total = connection.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(reservations.c.quantity), 0)).where(
+                reservations.c.product_id == product_id, reservations.c.state == HELD
+            )
+        ).scalar_one()
+    return int(total)
+
+
+def test_fifty_buyers_of_ten_items_exactly_ten_succeed(product_app, create_product):
+    product = create_product(stock=10)["id"]
+
+    def buy(_: int) -> int:
+        response = product_app.test_client().post(
+            f"/api/v1/products/{product}/reserve",
+            json={"reservationId": str(uuid.uuid4()), "quantity": 1},
+            headers=SERVICE,
+        )
+        return response.status_code
+
+    statuses = run_together(50, buy)
+    assert statuses.count(200) == 10
+    assert statuses.count(409) == 40
+    assert stock_of(product_app, product) == 0
+    assert held_quantity(product_app, product) == 10
+
+
+def test_the_same_reservation_sent_twenty_times_at_once_moves_stock_once(
+    product_app, create_product
+):
+    product = create_product(stock=100)["id"]
+    rid = str(uuid.uuid4())
+
+    def send(_: int) -> tuple[int, Any]:
+        response = product_app.test_client().post(
+            f"/api/v1/products/{product}/reserve",
+            json={"reservationId": rid, "quantity": 7},
+            headers=SERVICE,
+        )
+        return response.status_code, response.get_json()
+
+    answers = run_together(20, send)
+    assert {status for status, _ in answers} == {200}
+    assert stock_of(product_app, product) == 93
+    assert held_quantity(product_app, product) == 7
+
+
+def test_the_same_batch_sent_twenty_times_at_once_moves_stock_once(product_app, create_product):
+    a, b = create_product(stock=50)["id"], create_product(stock=50)["id"]
+    rid = str(uuid.uuid4())
+    body = {
+        "reservationId": rid,
+        "items": [{"productId": a, "quantity": 3}, {"productId": b, "quantity": 4}],
+    }
+
+    def send(_: int) -> int:
+        return (
+            product_app.test_client()
+            .post("/api/v1/reservations", json=body, headers=SERVICE)
+            .status_code
+        )
+
+    assert set(run_together(20, send)) == {201}
+    assert (stock_of(product_app, a), stock_of(product_app, b)) == (47, 46)
+
+
+def test_the_same_release_sent_twenty_times_at_once_returns_stock_once(product_app, create_product):
+    product = create_product(stock=10)["id"]
+    rid = str(uuid.uuid4())
+    client = product_app.test_client()
+    client.post(
+        "/api/v1/reservations",
+        json={"reservationId": rid, "items": [{"productId": product, "quantity": 6}]},
+        headers=SERVICE,
+    )
+
+    def send(_: int) -> int:
+        return (
+            product_app.test_client()
+            .post(f"/api/v1/reservations/{rid}/release", headers=SERVICE)
+            .status_code
+        )
+
+    assert set(run_together(20, send)) == {200}
+    assert stock_of(product_app, product) == 10
+
+
+def test_batches_in_opposite_orders_never_deadlock_a_client(product_app, create_product):
+    products = [create_product(stock=1000)["id"] for _ in range(4)]
+
+    def batch(index: int) -> int:
+        # Half the batches name the products forwards, half backwards.
+        ordered = products if index % 2 == 0 else list(reversed(products))
+        response = product_app.test_client().post(
+            "/api/v1/reservations",
+            json={
+                "reservationId": str(uuid.uuid4()),
+                "items": [{"productId": p, "quantity": 1 + index % 3} for p in ordered],
+            },
+            headers=SERVICE,
+        )
+        return response.status_code
+
+    statuses = run_together(30, batch)
+    assert set(statuses) == {201}, statuses
+    taken = sum(1 + i % 3 for i in range(30))
+    for product in products:
+        assert stock_of(product_app, product) == 1000 - taken
+        assert stock_of(product_app, product) + held_quantity(product_app, product) == 1000
+
+
+def test_reserves_and_releases_racing_keep_stock_plus_held_constant(product_app, create_product):
+    products = [create_product(stock=20)["id"] for _ in range(3)]
+    rids = [str(uuid.uuid4()) for _ in range(12)]
+
+    def work(index: int) -> int:
+        client = product_app.test_client()
+        rid = rids[index % len(rids)]
+        if index < len(rids):
+            ordered = products if index % 2 else list(reversed(products))
+            return client.post(
+                "/api/v1/reservations",
+                json={
+                    "reservationId": rid,
+                    "items": [{"productId": p, "quantity": 2} for p in ordered],
+                },
+                headers=SERVICE,
+            ).status_code
+        return client.post(f"/api/v1/reservations/{rid}/release", headers=SERVICE).status_code
+
+    statuses = run_together(2 * len(rids), work)
+    assert set(statuses) <= {200, 201, 409}, statuses
+    for product in products:
+        stock, held = stock_of(product_app, product), held_quantity(product_app, product)
+        assert stock >= 0
+        assert stock + held == 20
+
+
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("reserve"), st.integers(0, 3), st.integers(0, 1), st.integers(1, 6)),
+        st.tuples(st.just("release"), st.integers(0, 3), st.integers(0, 1), st.just(0)),
+        st.tuples(st.just("batch"), st.integers(0, 3), st.just(0), st.integers(1, 6)),
+        st.tuples(st.just("release_all"), st.integers(0, 3), st.just(0), st.just(0)),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=OPERATIONS)
+def test_stock_plus_held_always_equals_the_initial_stock(product_app, operations):
+    """Whatever sequence of reserves, retries and releases: stock + held == initial, stock >= 0."""
+    client = product_app.test_client()
+    initial = 8
+    products = [
+        client.post(
+            "/api/v1/products",
+            json={"name": "prop", "price": "1.00", "stock": initial},
+            headers=ADMIN,
+        ).get_json()["id"]
+        for _ in range(2)
+    ]
+    rids = [str(uuid.uuid4()) for _ in range(4)]
+    for kind, rid_index, product_index, quantity in operations:
+        rid, product = rids[rid_index], products[product_index]
+        if kind == "reserve":
+            response = client.post(
+                f"/api/v1/products/{product}/reserve",
+                json={"reservationId": rid, "quantity": quantity},
+                headers=SERVICE,
+            )
+            assert response.status_code in {200, 409}
+        elif kind == "release":
+            response = client.post(
+                f"/api/v1/products/{product}/release", json={"reservationId": rid}, headers=SERVICE
+            )
+            assert response.status_code in {200, 404}
+        elif kind == "batch":
+            response = client.post(
+                "/api/v1/reservations",
+                json={
+                    "reservationId": rid,
+                    "items": [{"productId": p, "quantity": quantity} for p in products],
+                },
+                headers=SERVICE,
+            )
+            assert response.status_code in {201, 409}
+        else:
+            assert (
+                client.post(f"/api/v1/reservations/{rid}/release", headers=SERVICE).status_code
+                == 200
+            )
+        for p in products:
+            stock = stock_of(product_app, p)
+            assert stock >= 0
+            assert stock + held_quantity(product_app, p) == initial
