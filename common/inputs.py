@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from flask import request
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError
 
 from common.errors import BadRequest, Unprocessable, UnsupportedMediaType, field_error
 
@@ -63,3 +63,14 @@ def _storable_text(value: str) -> str:
 
 # A pydantic field type for free text that will be stored: valid UTF-8 once encoded.
 StorableText = Annotated[str, AfterValidator(_storable_text)]
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema counts 1.0 and 1e2 as integers; json_body parses them as Decimal.
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
+# A pydantic field type for a JSON integer, in strict models too: 3, 3.0 and 3e0 are all 3.
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]

@@ -10,6 +10,7 @@ from importlib import resources
 import structlog
 from flask import Blueprint, Flask, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.routing import BaseConverter
 
 from common.config import CommonSettings
 from common.errors import ServiceUnavailable, register_error_handlers
@@ -27,6 +28,16 @@ log = structlog.get_logger(__name__)
 ReadinessChecks = dict[str, Callable[[], None]]
 
 
+class CanonicalUuidConverter(BaseConverter):
+    """`<id:...>` in a route: only a canonical lowercase UUID matches, anything else is 404.
+
+    Matching in the router (not in the view) also keeps `/products/search` from looking like
+    `/products/<id>`, so each path advertises exactly its own methods.
+    """
+
+    regex = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
 class ShopJSONProvider(DefaultJSONProvider):
     sort_keys = False
     ensure_ascii = False
@@ -38,6 +49,7 @@ def create_base_app(
     configure_logging(settings.service_name, settings.log_level)
     app = Flask(package)
     app.json = ShopJSONProvider(app)
+    app.url_map.converters["id"] = CanonicalUuidConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     _install_request_id(app)
     install_metrics(app, settings.service_name)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from common.auth import ADMIN, SERVICE, require_roles
 from common.errors import NotFound, Unprocessable, field_error
 from common.ids import is_canonical_uuid
-from common.inputs import StorableText, json_body, query_params
+from common.inputs import JsonInt, StorableText, json_body, query_params
 from common.money import MONEY_TEXT_PATTERN, MoneyInput, parse_money
 from common.pagination import PageQuery, page_of
 from product_service.repository import Product, SearchFilter
@@ -30,8 +30,8 @@ api = Blueprint("products", __name__)
 
 Name = Annotated[StorableText, StringConstraints(min_length=1, max_length=200)]
 Description = Annotated[StorableText, StringConstraints(max_length=5000)]
-Stock = Annotated[int, Field(ge=0, le=1_000_000_000)]
-Quantity = Annotated[int, Field(ge=1, le=1_000_000)]
+Stock = Annotated[JsonInt, Field(ge=0, le=1_000_000_000)]
+Quantity = Annotated[JsonInt, Field(ge=1, le=1_000_000)]
 # Callers choose reservation ids (the order service uses its attempt id); they travel in paths.
 RESERVATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 ReservationId = Annotated[str, StringConstraints(pattern=RESERVATION_ID_PATTERN)]
@@ -151,12 +151,6 @@ def products() -> ProductService:
     return service
 
 
-def product_id_from_path(product_id: str) -> str:
-    if not is_canonical_uuid(product_id):
-        raise NotFound("No such product.")
-    return product_id
-
-
 def product_response(product: Product, status: int = 200) -> tuple[Response, int, dict[str, str]]:
     return jsonify(product_representation(product)), status, {"ETag": etag_of(product)}
 
@@ -215,47 +209,43 @@ def search_products() -> Response:
     return product_page(rows, query.limit)
 
 
-@api.get("/api/v1/products/<product_id>")
+@api.get("/api/v1/products/<id:product_id>")
 def get_product(product_id: str) -> tuple[Response, int, dict[str, str]]:
-    return product_response(products().get_product(product_id_from_path(product_id)))
+    return product_response(products().get_product(product_id))
 
 
-@api.put("/api/v1/products/<product_id>")
+@api.put("/api/v1/products/<id:product_id>")
 @require_roles(ADMIN)
 def replace_product(product_id: str) -> tuple[Response, int, dict[str, str]]:
-    product_id = product_id_from_path(product_id)
     fields = json_body(NewProduct).fields()
     return product_response(products().replace_product(product_id, fields, _if_match()))
 
 
-@api.patch("/api/v1/products/<product_id>")
+@api.patch("/api/v1/products/<id:product_id>")
 @require_roles(ADMIN)
 def patch_product(product_id: str) -> tuple[Response, int, dict[str, str]]:
-    product_id = product_id_from_path(product_id)
     changes = json_body(ProductPatch).changes()
     return product_response(products().change_product(product_id, changes, _if_match()))
 
 
-@api.delete("/api/v1/products/<product_id>")
+@api.delete("/api/v1/products/<id:product_id>")
 @require_roles(ADMIN)
 def archive_product(product_id: str) -> tuple[str, int]:
-    products().archive_product(product_id_from_path(product_id), _if_match())
+    products().archive_product(product_id, _if_match())
     return "", 204
 
 
-@api.post("/api/v1/products/<product_id>/reserve")
+@api.post("/api/v1/products/<id:product_id>/reserve")
 @require_roles(ADMIN, SERVICE)
 def reserve_stock(product_id: str) -> Response:
-    product_id = product_id_from_path(product_id)
     command = json_body(ReserveStock)
     held = products().reserve_stock(product_id, command.reservationId, command.quantity)
     return jsonify(stock_reservation_json(held))
 
 
-@api.post("/api/v1/products/<product_id>/release")
+@api.post("/api/v1/products/<id:product_id>/release")
 @require_roles(ADMIN, SERVICE)
 def release_stock(product_id: str) -> Response:
-    product_id = product_id_from_path(product_id)
     command = json_body(ReleaseStock)
     return jsonify(
         stock_reservation_json(products().release_stock(product_id, command.reservationId))
@@ -280,4 +270,3 @@ def release_reservation(reservation_id: str) -> Response:
 
 def _if_match() -> str | None:
     return request.headers.get("If-Match")
-

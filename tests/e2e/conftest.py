@@ -39,3 +39,37 @@ def user_service(user_service_env, log_dir):
     running = start_service("user_service", user_service_env, log_dir)
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def product_service_env(databases, user_service) -> dict[str, str]:
+    """The product service verifies tokens with the running user service's JWKS."""
+    return {
+        "PRODUCT_DATABASE_URL": databases.create("e2e_products"),
+        "JWKS_URL": f"{user_service.url}/.well-known/jwks.json",
+    }
+
+
+@pytest.fixture(scope="session")
+def product_service(product_service_env, log_dir):
+    run_cli("product_service", "prestart", env=product_service_env)
+    running = start_service("product_service", product_service_env, log_dir)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def login_token(user_service):
+    """The access token of one of the configured accounts, by (username, password)."""
+    import requests
+
+    def token(account: tuple[str, str]) -> str:
+        response = requests.post(
+            f"{user_service.url}/api/v1/login",
+            json={"username": account[0], "password": account[1]},
+            timeout=5,
+        )
+        response.raise_for_status()
+        return str(response.json()["accessToken"])
+
+    return token

@@ -13,6 +13,8 @@ from product_service.settings import ProductSettings
 from tests.support.tokens import StaticKeys, role_token
 
 PROBLEM = "application/problem+json"
+# A well-formed product id no test ever creates (fixed, so xdist workers collect alike).
+UNKNOWN_ID = "00000000-0000-7000-8000-00000000f00d"
 
 
 @pytest.fixture(scope="session")

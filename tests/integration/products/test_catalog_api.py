@@ -7,7 +7,13 @@ import uuid
 import pytest
 
 from common.pagination import encode_cursor
-from tests.integration.products.conftest import ADMIN, CUSTOMER, SERVICE, assert_problem
+from tests.integration.products.conftest import (
+    ADMIN,
+    CUSTOMER,
+    SERVICE,
+    UNKNOWN_ID,
+    assert_problem,
+)
 from tests.support.tokens import make_token, other_private_key_pem, unsigned_token
 
 PRODUCT_FIELDS = {
@@ -22,7 +28,7 @@ PRODUCT_FIELDS = {
 }
 
 
-def valid_payload(**overrides):
+def valid_payload(**overrides: object) -> dict[str, object]:
     return {"name": "Lamp", "description": "A desk lamp", "price": "19.99", "stock": 5, **overrides}
 
 
@@ -178,7 +184,7 @@ class TestGet:
         )
 
     @pytest.mark.parametrize(
-        "bad_id", [str(uuid.uuid4()), "123", "not-a-uuid", "01A21113-12AF-7A1D-9213-90B0E99E75CC"]
+        "bad_id", [UNKNOWN_ID, "123", "not-a-uuid", "01A21113-12AF-7A1D-9213-90B0E99E75CC"]
     )
     def test_unknown_or_non_uuid_id_is_404(self, client, bad_id):
         assert_problem(client.get(f"/api/v1/products/{bad_id}"), 404)
@@ -247,7 +253,13 @@ class TestList:
 
     @pytest.mark.parametrize(
         "ids",
-        ["", "nope", "1,2,3", f"{uuid.uuid4()},", ",".join(str(uuid.uuid4()) for _ in range(101))],
+        [
+            "",
+            "nope",
+            "1,2,3",
+            f"{UNKNOWN_ID},",
+            ",".join(f"{UNKNOWN_ID[:-3]}{i:03d}" for i in range(101)),
+        ],
     )
     def test_bad_ids_are_422(self, client, ids):
         body = assert_problem(client.get(f"/api/v1/products?ids={ids}"), 422)
@@ -387,7 +399,7 @@ class TestArchive:
         assert_problem(response, 412)
         assert client.get(f"/api/v1/products/{product['id']}").get_json()["archivedAt"] is None
 
-    @pytest.mark.parametrize("product_id", [str(uuid.uuid4()), "nope"])
+    @pytest.mark.parametrize("product_id", [UNKNOWN_ID, "nope"])
     def test_unknown_product_is_404(self, client, product_id):
         assert_problem(client.delete(f"/api/v1/products/{product_id}", headers=ADMIN), 404)
 
@@ -404,7 +416,7 @@ class TestSearch:
         """A word no other test's products contain, so results are exactly ours."""
         return "tag" + uuid.uuid4().hex[:10]
 
-    def search(self, client, **params):
+    def search(self, client, **params: object) -> list[str]:
         response = client.get("/api/v1/products/search", query_string=params)
         assert response.status_code == 200, response.get_data(as_text=True)
         return [item["name"] for item in response.get_json()["items"]]

@@ -6,7 +6,13 @@ import uuid
 
 import pytest
 
-from tests.integration.products.conftest import ADMIN, CUSTOMER, SERVICE, assert_problem
+from tests.integration.products.conftest import (
+    ADMIN,
+    CUSTOMER,
+    SERVICE,
+    UNKNOWN_ID,
+    assert_problem,
+)
 
 
 def new_reservation_id() -> str:
@@ -98,7 +104,7 @@ class TestReserveOne:
             assert_problem(reserve(client, product, new_reservation_id(), 1), 409)["available"] == 0
         )
 
-    @pytest.mark.parametrize("product_id", [str(uuid.uuid4()), "nope"])
+    @pytest.mark.parametrize("product_id", [UNKNOWN_ID, "nope"])
     def test_unknown_product_is_404(self, client, product_id):
         assert_problem(reserve(client, product_id, new_reservation_id(), 1), 404)
 
@@ -271,7 +277,7 @@ class TestReserveMany:
             [{"productId": "short", "quantity": 1}],
             [{"productId": "x" * 36, "quantity": 1, "price": "1.00"}],
             [{"productId": "x" * 36, "quantity": 1}, {"productId": "x" * 36, "quantity": 2}],
-            [{"productId": str(uuid.uuid4()), "quantity": 1} for _ in range(101)],
+            [{"productId": f"{UNKNOWN_ID[:-3]}{i:03d}", "quantity": 1} for i in range(101)],
             "not a list",
         ],
     )
