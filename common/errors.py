@@ -10,6 +10,8 @@ from flask import Flask, Response, json
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from common.db import is_retryable_conflict
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger(__name__)
 
@@ -131,6 +133,10 @@ def _render_http_exception(exc: HTTPException) -> Response:
 
 
 def _render_database_down(exc: DBAPIError) -> Response:
+    if is_retryable_conflict(exc):
+        # A deadlock or lock wait that outlasted retry_on_deadlock: busy, not broken.
+        log.warning("database_contention", error=str(exc.orig))
+        return _render_problem(ServiceUnavailable("The database is busy; try again shortly."))
     # Only a lost or refused connection is "down"; any other database error is our bug.
     if not (exc.connection_invalidated or _is_connection_error(exc)):
         return _render_unexpected(exc)

@@ -176,17 +176,23 @@ class ProductService:
         """Holds `quantity` of one product under `reservation_id`, at most once."""
         try:
             with self._db.transaction() as connection:
-                ReservationRepository(connection).add(
-                    reservation_id, [(product_id, quantity)], self._clock()
-                )
                 products = ProductRepository(connection)
-                if not products.take_stock(product_id, quantity):
+                lines = ReservationRepository(connection)
+                # Stock first: the product row lock then queues concurrent retries of this
+                # reservation, so each finds the committed line below instead of many waiting
+                # on its key together (which InnoDB answers with a deadlock per waiter).
+                if products.take_stock(product_id, quantity):
+                    # A retry of a reservation that already holds stock collides here, and
+                    # the rollback gives back what it just took.
+                    lines.add(reservation_id, [(product_id, quantity)], self._clock())
+                    stock = products.stock_of(product_id)
+                    assert stock is not None
+                    return StockReservation(product_id, reservation_id, quantity, stock)
+                if lines.line(reservation_id, product_id) is None:
                     raise _not_reservable(products.get(product_id))
-                stock = products.stock_of(product_id)
         except IntegrityError:
-            return self._replayed_stock_reservation(product_id, reservation_id, quantity)
-        assert stock is not None
-        return StockReservation(product_id, reservation_id, quantity, stock)
+            pass
+        return self._replayed_stock_reservation(product_id, reservation_id, quantity)
 
     def _replayed_stock_reservation(
         self, product_id: str, reservation_id: str, quantity: int
@@ -226,13 +232,14 @@ class ProductService:
         wanted = dict(sorted(items))
         try:
             with self._db.transaction() as connection:
+                products = ProductRepository(connection)
+                # Ascending id order, the order every batch locks in, so batches over the same
+                # products queue behind each other instead of deadlocking. A retry of this
+                # reservation queues here too, and then collides with the committed lines.
+                locked = products.lock_stock(list(wanted))
                 ReservationRepository(connection).add(
                     reservation_id, [(BATCH_MARKER, 0), *wanted.items()], self._clock()
                 )
-                products = ProductRepository(connection)
-                # Ascending id order, the order every batch locks in, so batches over the same
-                # products queue behind each other instead of deadlocking.
-                locked = products.lock_stock(list(wanted))
                 _refuse_unless_all_available(list(items), locked)
                 if products.take_stock_of_each(wanted) != len(wanted):
                     raise Conflict("The stock changed while it was being reserved; try again.")
@@ -244,7 +251,7 @@ class ProductService:
         with self._db.transaction() as connection:
             lines = ReservationRepository(connection).lines(reservation_id)
         marker = next((line for line in lines if line.product_id == BATCH_MARKER), None)
-        if marker is not None and marker.state == RELEASED:
+        if any(line.state == RELEASED for line in lines):
             raise Conflict("This reservation has already been released.")
         held = _product_lines(lines)
         if marker is None or held != wanted:

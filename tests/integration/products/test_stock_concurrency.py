@@ -6,13 +6,17 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.exc import OperationalError
 
+from common.db import Database
 from product_service.repository import HELD, reservations
+from product_service.service import ProductService
 from tests.integration.products.conftest import ADMIN, SERVICE
 
 
@@ -79,6 +83,30 @@ def test_the_same_reservation_sent_twenty_times_at_once_moves_stock_once(
     assert {status for status, _ in answers} == {200}
     assert stock_of(product_app, product) == 93
     assert held_quantity(product_app, product) == 7
+
+
+def test_the_same_refused_reservation_sent_twenty_times_at_once_is_refused_every_time(
+    product_app, create_product
+):
+    """They queue on the product row, not on the reservation's key (where every waiter would
+    become a deadlock victim when the first rolls back), and each is refused on its own."""
+    product = create_product(stock=3)["id"]
+    rid = str(uuid.uuid4())
+
+    def send(_: int) -> int:
+        return (
+            product_app.test_client()
+            .post(
+                f"/api/v1/products/{product}/reserve",
+                json={"reservationId": rid, "quantity": 5},
+                headers=SERVICE,
+            )
+            .status_code
+        )
+
+    assert set(run_together(20, send)) == {409}
+    assert stock_of(product_app, product) == 3
+    assert held_quantity(product_app, product) == 0
 
 
 def test_the_same_batch_sent_twenty_times_at_once_moves_stock_once(product_app, create_product):
@@ -232,3 +260,51 @@ def test_stock_plus_held_always_equals_the_initial_stock(product_app, operations
             stock = stock_of(product_app, p)
             assert stock >= 0
             assert stock + held_quantity(product_app, p) == initial
+
+
+class DeadlockingDatabase(Database):
+    """The real database, except that the first `victims` transactions are chosen as deadlock
+    victims when they commit, as InnoDB does to one side of a lock cycle."""
+
+    def __init__(self, engine, victims: int) -> None:
+        super().__init__(engine)
+        self.victims = victims
+
+    @contextmanager
+    def transaction(self):
+        with super().transaction() as connection:
+            yield connection
+            if self.victims > 0:
+                self.victims -= 1
+                raise OperationalError("COMMIT", {}, _Deadlock(1213, "Deadlock found"))
+
+
+class _Deadlock(Exception):
+    pass
+
+
+def test_a_deadlock_victim_is_retried_and_takes_stock_once(product_app, create_product):
+    product = create_product(stock=5)["id"]
+    db = DeadlockingDatabase(product_app.extensions["database"].engine, victims=2)
+    held = ProductService(db).reserve_items(str(uuid.uuid4()), [(product, 2)])
+    assert held.state == HELD
+    assert stock_of(product_app, product) == 3
+    assert held_quantity(product_app, product) == 2
+
+
+def test_a_deadlock_that_outlasts_the_retries_is_503_not_500(
+    product_app, make_product_app, create_product
+):
+    product = create_product(stock=5)["id"]
+    app = make_product_app()
+    app.extensions["product_service"] = ProductService(
+        DeadlockingDatabase(app.extensions["database"].engine, victims=100)
+    )
+    response = app.test_client().post(
+        f"/api/v1/products/{product}/reserve",
+        json={"reservationId": str(uuid.uuid4()), "quantity": 1},
+        headers=SERVICE,
+    )
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) >= 1
+    assert stock_of(product_app, product) == 5
