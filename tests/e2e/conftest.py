@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from common.migrations import upgrade_to_head
 from tests.support.processes import run_cli, start_service
@@ -61,7 +62,6 @@ def product_service(product_service_env, log_dir):
 @pytest.fixture(scope="session")
 def login_token(user_service):
     """The access token of one of the configured accounts, by (username, password)."""
-    import requests
 
     def token(account: tuple[str, str]) -> str:
         response = requests.post(
