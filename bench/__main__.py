@@ -1,0 +1,181 @@
+"""`make bench`: the whole system on MySQL under a closed-loop order load, against the DB's limit.
+
+Usage: python -m bench [--duration 30] [--concurrency 8 32] [--mysql-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import consistency, cpu, dblimit, report
+from bench.events import EventDrain
+from bench.load import closed_loop
+from bench.setup import Catalog, create_catalog
+from bench.system import System, results_dir, start
+
+# The order service's workers are where an order's time goes; py-spy samples them.
+PROFILED_SERVICE = "order_service"
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--products", type=int, default=200)
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
+        help="server the bench creates its shop_bench_* databases on",
+    )
+    parser.add_argument("--profile-seconds", type=float, default=15.0, help="0 to skip")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    directory = results_dir()
+    with (directory / "system.log").open("w") as log:
+        system = start(arguments.mysql_url, log, overrides={})
+        drain = EventDrain(system.env["SQS_ENDPOINT_URL"])
+        try:
+            catalog = create_catalog(system, products=arguments.products, shoppers=64)
+            drain.start()
+            runs = [
+                measure_level(system, catalog, drain, level, arguments.duration)
+                for level in arguments.concurrency
+            ]
+            verdict = consistency.check(system.database_urls, drain)
+            # After the system's runs, on databases of its own: nothing else competes for MySQL.
+            limit_urls, limit_products = dblimit.prepare(arguments.mysql_url, arguments.products)
+            for run in runs:
+                add_database_limit(run, limit_urls, limit_products, arguments.duration)
+            profile = (
+                profile_order_path(system, catalog, max(arguments.concurrency), arguments)
+                if arguments.profile_seconds > 0
+                else None
+            )
+        finally:
+            drain.stop()
+            system.stop()
+    for run in runs:
+        run["consistent"] = verdict.consistent
+    document = {
+        "machine": report.machine(),
+        "settings": {key: system.env.get(key) for key in ("WEB_CONCURRENCY", "GUNICORN_THREADS")},
+        "duration_s": arguments.duration,
+        "runs": runs,
+        "consistency": verdict.as_dict(),
+        "profile": profile,
+    }
+    path = report.write_results(directory, document)
+    print(report.table(runs))
+    print(f"consistent: {verdict.consistent} ({verdict.summary()})")
+    print(f"results: {path}" + (f"; profile: {profile}" if profile else ""))
+    return 0 if verdict.consistent else 1
+
+
+def measure_level(
+    system: System, catalog: Catalog, drain: EventDrain, concurrency: int, duration_s: float
+) -> dict[str, Any]:
+    print(f"bench: concurrency {concurrency}, {duration_s:.0f}s of orders", flush=True)
+    system_processes = _system_processes(system)
+    cpu_before = cpu.cpu_seconds(system_processes)
+    generator_before = cpu.cpu_seconds([psutil.Process()])
+    window_start = time.time()
+    started = time.monotonic()
+    load = asyncio.run(
+        closed_loop(
+            f"{system.url('order_service')}/api/v1/orders",
+            catalog.shoppers,
+            catalog.product_ids,
+            concurrency=concurrency,
+            duration_s=duration_s,
+        )
+    )
+    elapsed = time.monotonic() - started
+    cpu_used_s = cpu.cpu_seconds(system_processes) - cpu_before
+    generator_s = cpu.cpu_seconds([psutil.Process()]) - generator_before
+    drain.wait_until_quiet()
+    lags = consistency.relay_lags_ms(system.database_urls, since_epoch_s=window_start)
+    orders_per_s = load.orders / elapsed
+    return {
+        "concurrency": concurrency,
+        "orders": load.orders,
+        "orders_per_s": round(orders_per_s, 1),
+        **report.latency_summary(load.latencies_ms),
+        "status_counts": dict(load.statuses),
+        "follow_up_counts": dict(load.follow_up_statuses),
+        "cpu_ms_per_order": round(cpu_used_s * 1000 / max(load.orders, 1), 2),
+        # Share of one core the load generator used: near 1.0 would make it the bottleneck.
+        "load_generator_cpu_cores": round(generator_s / elapsed, 2),
+        "relay_lag_p50_ms": round(report.percentile(lags, 0.50)),
+        "relay_lag_p99_ms": round(report.percentile(lags, 0.99)),
+    }
+
+
+def add_database_limit(
+    run: dict[str, Any], urls: dict[str, str], product_ids: list[str], duration_s: float
+) -> None:
+    concurrency = run["concurrency"]
+    print(f"bench: database limit at concurrency {concurrency}", flush=True)
+    limit = dblimit.measure(urls, product_ids, concurrency=concurrency, duration_s=duration_s)
+    run["db_limit_orders_per_s"] = round(limit, 1)
+    run["ratio_to_db_limit"] = round(run["orders_per_s"] / limit, 3) if limit else 0.0
+
+
+def _system_processes(system: System) -> list[psutil.Process]:
+    """Services, relay and database; not the local SQS, which stands in for AWS."""
+    pids = [p.pid for name, p in system.supervisor.processes.items() if name != "sqs"]
+    return [proc for pid in pids for proc in cpu.process_tree(pid)] + cpu.database_processes()
+
+
+def profile_order_path(
+    system: System, catalog: Catalog, concurrency: int, arguments: argparse.Namespace
+) -> str:
+    """A separate, unmeasured run under py-spy, so sampling never skews the figures above."""
+    master = system.supervisor.processes[PROFILED_SERVICE].pid
+    output = results_dir() / "order-path-profile.speedscope.json"
+    seconds = arguments.profile_seconds
+    print(f"bench: profiling {PROFILED_SERVICE} for {seconds:.0f}s (py-spy)", flush=True)
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(master),
+            "--subprocesses",
+            "--format",
+            "speedscope",
+            "--duration",
+            str(int(seconds)),
+            "--output",
+            str(output),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    asyncio.run(
+        closed_loop(
+            f"{system.url('order_service')}/api/v1/orders",
+            catalog.shoppers,
+            catalog.product_ids,
+            concurrency=concurrency,
+            duration_s=seconds + 2,
+        )
+    )
+    spy.wait(timeout=60)
+    return str(output)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Figures of one benchmark run: percentiles, the results table and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile; 0.0 for no values so an empty run still reports."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def latency_summary(values_ms: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(values_ms, 0.50), 1),
+        "p95_ms": round(percentile(values_ms, 0.95), 1),
+        "p99_ms": round(percentile(values_ms, 0.99), 1),
+        "mean_ms": round(statistics.fmean(values_ms), 1) if values_ms else 0.0,
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def write_results(directory: Path, document: dict[str, Any]) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"bench-{stamp}.json"
+    text = json.dumps(document, indent=2, sort_keys=False) + "\n"
+    path.write_text(text)
+    (directory / "latest.json").write_text(text)
+    return path
+
+
+COLUMNS = [
+    ("concurrency", "conc", "{:d}"),
+    ("orders_per_s", "orders/s", "{:.0f}"),
+    ("p50_ms", "p50 ms", "{:.1f}"),
+    ("p95_ms", "p95 ms", "{:.1f}"),
+    ("p99_ms", "p99 ms", "{:.1f}"),
+    ("cpu_ms_per_order", "CPU ms/order", "{:.2f}"),
+    ("relay_lag_p50_ms", "relay p50 ms", "{:.0f}"),
+    ("relay_lag_p99_ms", "relay p99 ms", "{:.0f}"),
+    ("db_limit_orders_per_s", "DB limit/s", "{:.0f}"),
+    ("ratio_to_db_limit", "ratio", "{:.2f}"),
+]
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    """A Markdown table, so the same text goes to the terminal and the README."""
+    header = "| " + " | ".join(title for _, title, _ in COLUMNS) + " | errors |"
+    rule = "|" + "|".join("---:" for _ in range(len(COLUMNS) + 1)) + "|"
+    rows = [
+        "| "
+        + " | ".join(form.format(run[key]) for key, _, form in COLUMNS)
+        + f" | {_errors(run['status_counts'])} |"
+        for run in runs
+    ]
+    return "\n".join([header, rule, *rows])
+
+
+def _errors(status_counts: dict[str, int]) -> str:
+    errors = {status: n for status, n in status_counts.items() if status != "201"}
+    return ", ".join(f"{status} x{n}" for status, n in sorted(errors.items())) or "none"
