@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.orders.shop import all_orders, line, place_order, placed
+from tests.e2e.orders.shop import (
+    all_orders,
+    assert_problem,
+    get_order,
+    line,
+    list_orders,
+    place_order,
+    placed,
+    stock_of,
+    transition,
+)
 from tests.support.processes import RunningProcess, free_port, run_cli, start_service
 
 pytestmark = pytest.mark.e2e
@@ -100,12 +110,21 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
     products = [new_product(stock=100_000, url=catalog.url) for _ in range(3)]
     buyers = [new_customer(), new_customer()]
 
+    to_cancel = placed(orders.url, buyers[0], [line(products[0], 5)])
+
     with OrderPlacer(orders.url, buyers, products) as placer:
         time.sleep(1.5)
         catalog.kill()
+        # Cancelling cannot give the stock back now: 503, and the order stays as it was.
+        refused = transition(orders.url, buyers[0], to_cancel["id"], "cancel")
+        assert_problem(refused, 503)
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert get_order(orders.url, buyers[0], to_cancel["id"]).json()["status"] == "PENDING"
         time.sleep(2.5)
         catalog.start()
         time.sleep(1.5)
+    cancelled = transition(orders.url, buyers[0], to_cancel["id"], "cancel")
+    assert cancelled.status_code == 200, cancelled.text
 
     statuses = Counter(status for status, _, _ in placer.answers)
     assert set(statuses) <= {201, 503}, [a for a in placer.answers if a[0] not in {201, 503}][:5]
@@ -118,11 +137,13 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
     def existing_orders() -> list[dict[str, Any]]:
         return [o for b in buyers for o in all_orders(orders.url, admin, userId=b.id)]
 
-    assert {o["id"] for o in existing_orders()} == created
+    assert {o["id"] for o in existing_orders()} == created | {to_cancel["id"]}
 
     def held_and_ordered() -> tuple[dict[str, int], dict[str, int]]:
         ordered: dict[str, int] = defaultdict(int)
         for order in existing_orders():
+            if order["status"] == "CANCELLED":
+                continue
             for item in order["items"]:
                 ordered[item["productId"]] += item["quantity"]
         held = {}
@@ -169,3 +190,34 @@ def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
         events = order_events.events(order_id)
         assert [e.event_type for e in events.values()] == ["order_created"], events
     assert requests.get(f"{order_service.url}/health/ready", timeout=20).status_code == 200
+
+
+def test_an_order_placed_while_the_user_service_is_down_is_503_and_holds_nothing(
+    user_service,
+    user_service_env,
+    log_dir,
+    order_service,
+    product_service,
+    new_customer,
+    new_product,
+):
+    buyer = new_customer()
+    product = new_product(stock=5)
+    # The order service has the token keys cached, but has never looked this buyer up.
+    assert list_orders(order_service.url, buyer).status_code == 200
+    port = int(user_service.url.rsplit(":", 1)[1])
+    user_service.kill()
+    try:
+        response = place_order(order_service.url, buyer, [line(product, 2)])
+        assert_problem(response, 503)
+        assert int(response.headers["Retry-After"]) >= 1
+        assert stock_of(product_service.url, product) == 5
+    finally:
+        # Back on its port, so every service configured with its URL finds it again.
+        user_service.process = start_service(
+            "user_service", user_service_env, log_dir, port=port
+        ).process
+    assert list_orders(order_service.url, buyer).json()["items"] == []
+    retried = place_order(order_service.url, buyer, [line(product, 2)])
+    assert retried.status_code == 201, retried.text
+    assert stock_of(product_service.url, product) == 3
