@@ -15,6 +15,7 @@ import requests
 from tests.e2e.orders.shop import (
     all_orders,
     assert_problem,
+    conforming,
     get_order,
     line,
     list_orders,
@@ -176,7 +177,7 @@ def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
         while time.monotonic() - started < 10:
             during.append(placed(order_service.url, customer, [line(product)])["id"])
             time.sleep(0.1)
-        not_ready = requests.get(f"{order_service.url}/health/ready", timeout=20)
+        not_ready = conforming(requests.get(f"{order_service.url}/health/ready", timeout=20))
         assert not_ready.status_code == 503, not_ready.text
     finally:
         local_sqs.start()
@@ -189,7 +190,8 @@ def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
     for order_id in during:
         events = order_events.events(order_id)
         assert [e.event_type for e in events.values()] == ["order_created"], events
-    assert requests.get(f"{order_service.url}/health/ready", timeout=20).status_code == 200
+    ready = conforming(requests.get(f"{order_service.url}/health/ready", timeout=20))
+    assert ready.status_code == 200, ready.text
 
 
 def test_an_order_placed_while_the_user_service_is_down_is_503_and_holds_nothing(

@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.e2e.orders.test_orders_api import SPEC
+from tests.e2e.orders.shop import SPEC
 
 pytestmark = pytest.mark.e2e
 schema = schemathesis.openapi.from_path(str(SPEC))

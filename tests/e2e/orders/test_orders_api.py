@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
 
 from tests.e2e.orders.shop import (
+    SPEC,
     assert_problem,
+    conforming,
     error_fields,
     get_order,
     line,
@@ -22,7 +25,6 @@ from tests.e2e.orders.shop import (
 )
 
 pytestmark = pytest.mark.e2e
-SPEC = Path(__file__).resolve().parents[3] / "order_service" / "openapi.yaml"
 
 
 def by_product(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -51,7 +53,10 @@ def test_a_customer_places_an_order_priced_by_the_catalog(
             {"productId": pen["id"], "quantity": 3, "price": "0.05"},
         ]
     )
-    assert order["createdAt"] and order["updatedAt"]
+    assert str(uuid.UUID(order["id"])) == order["id"]
+    assert uuid.UUID(order["id"]).version == 7
+    for stamp in (order["createdAt"], order["updatedAt"]):
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0), stamp
     assert stock_of(product_service.url, desk) == 8
     assert stock_of(product_service.url, pen) == 7
     fetched = get_order(order_service.url, customer, order["id"])
@@ -557,13 +562,17 @@ def test_cancel_publishes_order_cancelled_once(
 
 
 def test_health_readiness_metrics_and_the_document(order_service, order_worker):
-    assert requests.get(f"{order_service.url}/health", timeout=5).json() == {"status": "ok"}
-    ready = requests.get(f"{order_service.url}/health/ready", timeout=10)
+    def get(path: str) -> requests.Response:
+        return conforming(requests.get(f"{order_service.url}{path}", timeout=20))
+
+    assert get("/health").json() == {"status": "ok"}
+    ready = get("/health/ready")
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ok"}
-    metrics = requests.get(f"{order_service.url}/metrics", timeout=5)
+    metrics = get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["Content-Type"].startswith("text/plain")
-    document = requests.get(f"{order_service.url}/openapi.yaml", timeout=5)
+    assert "order" in metrics.text
+    document = get("/openapi.yaml")
     assert document.status_code == 200
     assert document.text == SPEC.read_text(encoding="utf-8")
