@@ -16,7 +16,7 @@ from tests.integration.orders.conftest import CUSTOMER, order_of
 
 
 def drain(sqs_client, queue_url: str) -> list[dict]:
-    messages = []
+    messages: list[dict] = []
     while True:
         got = sqs_client.receive_message(
             QueueUrl=queue_url,
