@@ -1,7 +1,8 @@
 #!/bin/sh
 # LocalStack "ready" hook: the order events queue and its dead-letter queue. A message
 # received 5 times without being deleted moves to the DLQ instead of looping forever.
-# Kept identical to deploy/k8s/overlays/local/localstack/create-queues.sh (a test checks).
+# Kept identical in deploy/localstack/ (compose) and deploy/k8s/overlays/local/localstack/
+# (Kubernetes; kustomize reads files only below the overlay); a test checks.
 set -eu
 awslocal sqs create-queue --queue-name order-events-dlq
 dlq_arn=$(awslocal sqs get-queue-attributes \
