@@ -36,7 +36,7 @@ def _send(client, url: str, body: dict) -> None:
 
 
 def _drain(client, url: str) -> list[dict]:
-    seen = []
+    seen: list[dict] = []
     while True:
         batch = client.receive_message(
             QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
