@@ -30,6 +30,12 @@ class RunningProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, with no graceful shutdown."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -44,7 +50,8 @@ def start_process(
     name: str, command: list[str], env: dict[str, str], log_dir: Path
 ) -> RunningProcess:
     log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
+    # Appended, so a restarted process keeps the log of its previous life.
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
             command,
             env={**os.environ, **env},
@@ -67,10 +74,18 @@ def run_cli(module: str, *args: str, env: dict[str, str]) -> None:
 
 
 def start_service(
-    package: str, env: dict[str, str], log_dir: Path, *, workers: int = 2
+    package: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    workers: int = 2,
+    port: int | None = None,
+    name: str | None = None,
 ) -> RunningProcess:
-    """gunicorn with the production config, on a free port; returns once /health answers."""
-    port = free_port()
+    """gunicorn with the production config, on `port` (else a free one); returns once /health
+    answers. Starting again on the same port brings a stopped service back where clients
+    expect it."""
+    port = port or free_port()
     command = [
         sys.executable,
         "-m",
@@ -81,7 +96,9 @@ def start_service(
         f"127.0.0.1:{port}",
         f"{package}.app:create_app()",
     ]
-    running = start_process(package, command, {**env, "WEB_CONCURRENCY": str(workers)}, log_dir)
+    running = start_process(
+        name or package, command, {**env, "WEB_CONCURRENCY": str(workers)}, log_dir
+    )
     running.url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{running.url}/health", running)
     return running

@@ -1,0 +1,3 @@
+from order_service.cli import cli
+
+cli()

@@ -1,0 +1,56 @@
+"""`python -m order_service ...`: migrations, the worker, and a look at the outbox."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from common.db import Database, isoformat
+from common.migrations import upgrade_to_head
+from order_service.app import MIGRATIONS_DIR
+from order_service.outbox import outbox_status
+from order_service.settings import OrderSettings
+from order_service.worker import run_worker
+
+
+@click.group()
+def cli() -> None:
+    """Operate the order service (settings come from the environment, as for the server)."""
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the database migrations (safe to run from several replicas at once)."""
+    upgrade_to_head(OrderSettings().database_url, MIGRATIONS_DIR)
+    click.echo("order_service: database at head")
+
+
+@cli.command("prestart")
+@click.pass_context
+def prestart(ctx: click.Context) -> None:
+    """What a container runs before the server: migrate."""
+    ctx.invoke(migrate)
+
+
+@cli.command()
+def worker() -> None:
+    """Relay outbox events to SQS and repair lost attempts, until SIGTERM or Ctrl-C."""
+    run_worker()
+
+
+@cli.command("outbox-status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def outbox_status_command(as_json: bool) -> None:
+    """Events waiting to be relayed, the oldest of them, and the last one sent."""
+    status = outbox_status(Database.from_url(OrderSettings().database_url))
+    report = {
+        "pending": status.pending,
+        "oldestPendingAt": status.oldest_pending_at and isoformat(status.oldest_pending_at),
+        "lastSentAt": status.last_sent_at and isoformat(status.last_sent_at),
+    }
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        for name, value in report.items():
+            click.echo(f"{name:<16} {value if value is not None else '-'}")

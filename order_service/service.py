@@ -1,0 +1,341 @@
+"""Order use cases: the place-order saga with its journal, pay, cancel, and reading orders.
+
+Placing an order spans three services, so it cannot be one transaction. The attempt journal
+makes it safe: every attempt is written (and committed) before any stock is touched, its id is
+the reservation id, and whoever gives up on an attempt first claims it (`in_flight` →
+`abandoned`) before releasing its reservation. The final transaction completes the attempt only
+if it is still `in_flight`, so an order and a released reservation can never both happen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import structlog
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from common.auth import Principal
+from common.db import Database, isoformat, retry_on_deadlock, utcnow
+from common.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unprocessable,
+    field_error,
+)
+from common.ids import new_id
+from common.money import format_money
+from order_service.clients import ProductCatalog, ReservationLine, UserDirectory
+from order_service.repository import (
+    ABANDONED,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    IN_FLIGHT,
+    PAID,
+    PENDING,
+    AttemptRepository,
+    Order,
+    OrderAttempt,
+    OrderFilter,
+    OrderLine,
+    OrderRepository,
+    OutboxEvent,
+    OutboxRepository,
+)
+
+Clock = Callable[[], datetime]
+log = structlog.get_logger(__name__)
+ORDER_CREATED, ORDER_PAID, ORDER_CANCELLED = "order_created", "order_paid", "order_cancelled"
+# How long a client should wait before asking again about an attempt still in flight.
+IN_FLIGHT_RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    user_id: str | None
+    lines: tuple[ReservationLine, ...]
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    order: Order
+    replayed: bool
+
+
+def order_representation(order: Order) -> dict[str, object]:
+    return {
+        "id": order.id,
+        "userId": order.user_id,
+        "status": order.status,
+        "totalAmount": format_money(order.total_amount),
+        "items": [
+            {
+                "productId": line.product_id,
+                "quantity": line.quantity,
+                "price": format_money(line.price),
+            }
+            for line in order.items
+        ],
+        "createdAt": isoformat(order.created_at),
+        "updatedAt": isoformat(order.updated_at),
+    }
+
+
+class OrderService:
+    def __init__(
+        self,
+        db: Database,
+        catalog: ProductCatalog,
+        users: UserDirectory,
+        *,
+        clock: Clock = utcnow,
+        request_id: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self._db = db
+        self._catalog = catalog
+        self._users = users
+        self._clock = clock
+        self._request_id = request_id
+
+    # -- placing an order: the saga --------------------------------------------------------
+
+    def place_order(self, command: PlaceOrder, principal: Principal) -> PlacedOrder:
+        user_id = _orderer(command, principal)
+        attempt = OrderAttempt(
+            id=new_id(),
+            user_id=principal.user_id,
+            idempotency_key=command.idempotency_key,
+            request_hash=_request_hash(user_id, command.lines),
+            state=IN_FLIGHT,
+            order_id=None,
+        )
+        earlier_order_id = self._journal(attempt)
+        if earlier_order_id is not None:
+            return PlacedOrder(self._order(earlier_order_id), replayed=True)
+        try:
+            order = self._reserve_and_record(attempt.id, user_id, command.lines)
+        except BaseException:
+            self._abandon(attempt.id)
+            raise
+        return PlacedOrder(order, replayed=False)
+
+    def _journal(self, attempt: OrderAttempt) -> str | None:
+        """Commits the attempt before anything else happens. Returns the order of an earlier
+        completed attempt with this key and body, or raises what the key's state decides."""
+        for _ in range(3):
+            try:
+                with self._db.transaction() as connection:
+                    AttemptRepository(connection).add(attempt, self._clock())
+                return None
+            except IntegrityError:
+                assert attempt.idempotency_key is not None  # only a key can collide
+            with self._db.transaction() as connection:
+                attempts = AttemptRepository(connection)
+                earlier = attempts.by_key(attempt.user_id, attempt.idempotency_key)
+                if earlier is None:
+                    continue  # restarted under a new id in between; look again
+                if earlier.state == FAILED:
+                    if attempts.restart_failed(earlier.id, attempt, self._clock()):
+                        return None
+                    continue
+                return _answer_for_earlier(earlier, attempt.request_hash)
+        raise Conflict(
+            "Another request with this Idempotency-Key is in flight.",
+            headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
+        )
+
+    def _reserve_and_record(
+        self, attempt_id: str, user_id: str, lines: Sequence[ReservationLine]
+    ) -> Order:
+        self._users.require_user(user_id)
+        prices = self._catalog.prices([line.product_id for line in lines])
+        unknown = [
+            field_error(f"items.{index}.productId", "no such product")
+            for index, line in enumerate(lines)
+            if line.product_id not in prices
+        ]
+        if unknown:
+            raise Unprocessable("Some items name products that do not exist.", errors=unknown)
+        # The attempt id is the reservation id, so a retried reserve never takes stock twice.
+        self._catalog.reserve(attempt_id, lines)
+        now = self._clock()
+        items = tuple(
+            OrderLine(line.product_id, line.quantity, prices[line.product_id].price)
+            for line in sorted(lines, key=lambda line: line.product_id)
+        )
+        order = Order(
+            id=new_id(),
+            user_id=user_id,
+            status=PENDING,
+            total_amount=sum((line.price * line.quantity for line in items), Decimal("0.00")),
+            reservation_id=attempt_id,
+            items=items,
+            created_at=now,
+            updated_at=now,
+        )
+        with self._db.transaction() as connection:
+            if not AttemptRepository(connection).move(
+                attempt_id, IN_FLIGHT, COMPLETED, now, order_id=order.id
+            ):
+                # The worker judged this attempt lost and is giving its stock back.
+                raise ServiceUnavailable("Placing the order took too long; try again.")
+            OrderRepository(connection).add(order)
+            OutboxRepository(connection).add(self._event(order, ORDER_CREATED))
+        return order
+
+    def _abandon(self, attempt_id: str) -> None:
+        """Gives back what a failed attempt may hold. Never raises: what cannot be done now
+        (the database or the product service is down) the worker finishes later."""
+        try:
+            with self._db.transaction() as connection:
+                claimed = AttemptRepository(connection).move(
+                    attempt_id, IN_FLIGHT, ABANDONED, self._clock()
+                )
+            if claimed:
+                self.release_abandoned(attempt_id)
+        except Exception:
+            log.warning("attempt_left_for_the_worker", attempt_id=attempt_id, exc_info=True)
+
+    def release_abandoned(self, attempt_id: str) -> None:
+        """Releasing first and recording after: a crash in between only repeats the release,
+        which is idempotent."""
+        self._catalog.release(attempt_id)
+        with self._db.transaction() as connection:
+            AttemptRepository(connection).move(attempt_id, ABANDONED, FAILED, self._clock())
+
+    def repair_attempts(self, *, stale_after_s: float, limit: int = 100) -> int:
+        """Claims attempts whose request died in flight, then releases every abandoned one.
+        Returns how many reservations were released."""
+        started_before = self._clock() - timedelta(seconds=stale_after_s)
+        with self._db.transaction() as connection:
+            attempts = AttemptRepository(connection)
+            for attempt_id in attempts.stale_in_flight(started_before, limit):
+                attempts.move(attempt_id, IN_FLIGHT, ABANDONED, self._clock())
+            abandoned = attempts.abandoned(limit)
+        for attempt_id in abandoned:
+            self.release_abandoned(attempt_id)
+        return len(abandoned)
+
+    # -- pay and cancel ---------------------------------------------------------------------
+
+    @retry_on_deadlock
+    def pay_order(self, order_id: str, principal: Principal) -> Order:
+        with self._db.transaction() as connection:
+            orders = OrderRepository(connection)
+            order = _visible(orders.get(order_id, for_update=True), principal)
+            if order.status == PAID:
+                return order
+            if order.status == CANCELLED:
+                raise Conflict("The order is cancelled; it can no longer be paid.")
+            return self._move_to(connection, order, PAID, ORDER_PAID)
+
+    @retry_on_deadlock
+    def cancel_order(self, order_id: str, principal: Principal) -> Order:
+        with self._db.transaction() as connection:
+            orders = OrderRepository(connection)
+            # The row lock makes a concurrent pay wait, so only one of the two can win.
+            order = _visible(orders.get(order_id, for_update=True), principal)
+            if order.status == CANCELLED:
+                return order
+            if order.status == PAID:
+                raise Conflict("The order is paid; it can no longer be cancelled.")
+            # Released while the lock is held: if the product service is down this raises,
+            # the transaction rolls back and the order stays PENDING with its stock held.
+            self._catalog.release(order.reservation_id)
+            return self._move_to(connection, order, CANCELLED, ORDER_CANCELLED)
+
+    def _move_to(self, connection: Connection, order: Order, status: str, event_type: str) -> Order:
+        changed = replace(order, status=status, updated_at=self._clock())
+        OrderRepository(connection).set_status(order.id, status, changed.updated_at)
+        OutboxRepository(connection).add(self._event(changed, event_type))
+        return changed
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get_order(self, order_id: str, principal: Principal) -> Order:
+        with self._db.transaction() as connection:
+            return _visible(OrderRepository(connection).get(order_id), principal)
+
+    def list_orders(
+        self, principal: Principal, where: OrderFilter, after_id: str | None, limit: int
+    ) -> list[Order]:
+        if not principal.is_admin:
+            if where.user_id not in (None, principal.user_id):
+                raise Forbidden("Customers may list only their own orders.")
+            where = replace(where, user_id=principal.user_id)
+        with self._db.transaction() as connection:
+            return OrderRepository(connection).page(where, after_id, limit)
+
+    def _order(self, order_id: str) -> Order:
+        with self._db.transaction() as connection:
+            order = OrderRepository(connection).get(order_id)
+        assert order is not None, "a completed attempt always names its order"
+        return order
+
+    def _event(self, order: Order, event_type: str) -> OutboxEvent:
+        event_id = new_id()
+        body = {
+            "eventId": event_id,
+            "eventType": event_type,
+            "occurredAt": isoformat(order.updated_at),
+            "orderId": order.id,
+            **{k: v for k, v in order_representation(order).items() if k in _EVENT_FIELDS},
+        }
+        return OutboxEvent(
+            id=event_id,
+            event_type=event_type,
+            order_id=order.id,
+            payload=json.dumps(body, separators=(",", ":")),
+            request_id=self._request_id(),
+            created_at=self._clock(),
+        )
+
+
+_EVENT_FIELDS = ("userId", "status", "totalAmount", "items")
+
+
+def _orderer(command: PlaceOrder, principal: Principal) -> str:
+    """Customers order for themselves; an admin may order for anyone."""
+    if command.user_id is None or command.user_id == principal.user_id:
+        return principal.user_id
+    if not principal.is_admin:
+        raise Forbidden("Customers may place orders only for themselves.")
+    return command.user_id
+
+
+def _request_hash(user_id: str, lines: Sequence[ReservationLine]) -> str:
+    """The same order, whatever the order of its items."""
+    canonical = json.dumps(
+        {"userId": user_id, "items": sorted((line.product_id, line.quantity) for line in lines)}
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _answer_for_earlier(earlier: OrderAttempt, request_hash: str) -> str:
+    if earlier.request_hash != request_hash:
+        raise Unprocessable(
+            "This Idempotency-Key was used with a different request body.",
+            errors=[field_error("Idempotency-Key", "already used for another request")],
+        )
+    if earlier.state == COMPLETED and earlier.order_id is not None:
+        return earlier.order_id
+    raise Conflict(
+        "A request with this Idempotency-Key is still in flight; retry shortly.",
+        headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
+    )
+
+
+def _visible(order: Order | None, principal: Principal) -> Order:
+    """Another customer's order is answered exactly like one that does not exist."""
+    if order is None or not (principal.is_admin or order.user_id == principal.user_id):
+        raise NotFound("No such order.")
+    return order

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+
+from common.config import CommonSettings
+
+
+class OrderSettings(CommonSettings):
+    service_name: str = "order_service"
+    database_url: str = Field(
+        default="sqlite:///var/order_service.db",
+        validation_alias=AliasChoices("ORDER_DATABASE_URL", "database_url"),
+    )
+    user_service_url: str = "http://127.0.0.1:8082"
+    product_service_url: str = "http://127.0.0.1:8081"
+    # The account the order service calls the other services as.
+    service_username: str | None = None
+    service_password: str | None = None
+    # Unset means real AWS SQS; boto3 reads region and credentials from its usual places.
+    sqs_endpoint_url: str | None = None
+    order_events_queue: str = "order-events"
+    aws_default_region: str = "us-east-1"
+    # A user that exists keeps existing (users are never deleted), so a positive answer is
+    # safe to reuse for a while; a negative one is never cached.
+    user_cache_seconds: float = Field(default=300, ge=0)
+    # An attempt still in flight after this long lost its request (a crash, a kill): the
+    # worker gives its reservation back. Far above any request's own timeouts.
+    attempt_repair_after_s: float = Field(default=30, gt=0)
+    relay_batch_size: int = Field(default=10, ge=1, le=10)  # SendMessageBatch takes 10 at most
+    relay_threads: int = Field(default=2, ge=1, le=16)
+    relay_idle_poll_s: float = Field(default=0.1, gt=0)
+    outbox_retention_hours: float = Field(default=168, gt=0)

@@ -1,0 +1,105 @@
+"""`python -m order_service worker`: the outbox relay, plus the repair of lost attempts.
+
+Several relay threads (and any number of worker replicas) claim disjoint batches with
+SKIP LOCKED. A thread that finds a full batch goes straight on; an idle one sleeps briefly; one
+that cannot reach SQS or the database backs off, up to a few seconds, and tries again.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from common.db import Database
+from common.logs import configure_logging
+from order_service.app import event_queue, order_service
+from order_service.outbox import OutboxRelay
+from order_service.service import OrderService
+from order_service.settings import OrderSettings
+
+log = structlog.get_logger(__name__)
+_MAX_BACKOFF_S = 5.0
+_REPAIR_EVERY_S = 1.0
+_PRUNE_EVERY_S = 600.0
+
+
+class Worker:
+    def __init__(self, settings: OrderSettings) -> None:
+        self._settings = settings
+        db = Database.from_url(settings.database_url, pool_size=settings.relay_threads + 2)
+        self._relay = OutboxRelay(db, event_queue(settings), batch_size=settings.relay_batch_size)
+        self._orders: OrderService = order_service(settings, db)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=self._relay_loop, name=f"relay-{n}", daemon=True)
+            for n in range(self._settings.relay_threads)
+        ]
+        threads.append(threading.Thread(target=self._upkeep_loop, name="upkeep", daemon=True))
+        for thread in threads:
+            thread.start()
+        log.info("worker_started", relay_threads=self._settings.relay_threads)
+        for thread in threads:
+            thread.join()
+        log.info("worker_stopped")
+
+    def _relay_loop(self) -> None:
+        backoff = _Backoff(self._settings.relay_idle_poll_s)
+        while not self.stopping.is_set():
+            try:
+                sent = self._relay.relay_batch()
+            except Exception as exc:
+                log.warning("relay_failed", error=str(exc), retry_in_s=backoff.next_failure())
+                self.stopping.wait(backoff.delay)
+                continue
+            backoff.reset()
+            if sent < self._settings.relay_batch_size:
+                self.stopping.wait(self._settings.relay_idle_poll_s)
+
+    def _upkeep_loop(self) -> None:
+        since_prune = _PRUNE_EVERY_S  # prune once at start
+        while not self.stopping.wait(_REPAIR_EVERY_S):
+            since_prune += _REPAIR_EVERY_S
+            try:
+                released = self._orders.repair_attempts(
+                    stale_after_s=self._settings.attempt_repair_after_s
+                )
+                if released:
+                    log.info("attempts_repaired", released=released)
+                if since_prune >= _PRUNE_EVERY_S:
+                    since_prune = 0
+                    retention = timedelta(hours=self._settings.outbox_retention_hours)
+                    self._relay.prune(retention=retention)
+            except Exception as exc:
+                log.warning("upkeep_failed", error=str(exc))
+
+
+class _Backoff:
+    def __init__(self, base_s: float) -> None:
+        self._base = base_s
+        self.delay = base_s
+
+    def next_failure(self) -> float:
+        self.delay = min(_MAX_BACKOFF_S, max(self._base, self.delay * 2))
+        return self.delay
+
+    def reset(self) -> None:
+        self.delay = self._base
+
+
+def run_worker() -> None:
+    settings = OrderSettings()
+    configure_logging("order_worker", settings.log_level)
+    worker = Worker(settings)
+
+    def stop(*_: Any) -> None:
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.run()
