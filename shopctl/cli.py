@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from common.db import isoformat
 from shopctl import queues
 from shopctl.config import Endpoints, QueueSettings, admin_credentials
 from shopctl.errors import ShopctlError, explain
@@ -168,8 +169,8 @@ def outbox() -> None:
 def outbox_status(as_json: bool, database_url: str | None) -> None:
     """Pending events, the oldest pending one, and when the relay last sent one."""
     report = read_outbox(order_database_url(database_url))
-    oldest = report.oldest_pending_at.isoformat() if report.oldest_pending_at else None
-    last_sent = report.last_sent_at.isoformat() if report.last_sent_at else None
+    oldest = isoformat(report.oldest_pending_at) if report.oldest_pending_at else None
+    last_sent = isoformat(report.last_sent_at) if report.last_sent_at else None
     if as_json:
         click.echo(
             json.dumps(

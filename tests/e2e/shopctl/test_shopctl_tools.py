@@ -9,7 +9,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from order_service.repository import outbox
 from tests.e2e.shopctl.conftest import closed_url, shopctl
+from tests.support.processes import run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -99,42 +101,27 @@ def test_dlq_redrive_moves_parked_messages_back_with_their_attributes(local_sqs,
     assert _drain(queue_pair.client, queue_pair.dlq_url) == []
 
 
-OUTBOX_TABLE = """
-CREATE TABLE outbox (
-    id CHAR(36) PRIMARY KEY,
-    event_type VARCHAR(32) NOT NULL,
-    order_id CHAR(36) NOT NULL,
-    payload TEXT NOT NULL,
-    request_id VARCHAR(128) NULL,
-    created_at DATETIME(6) NOT NULL,
-    sent_at DATETIME(6) NULL
-)
-"""
-
-
 def test_outbox_status_counts_pending_and_names_the_oldest_and_last_sent(databases):
     url = databases.create("shopctl_outbox")
-    engine = sa.create_engine(url)
-    base = dt.datetime(2026, 11, 27, 4, 0, 0, 123456)
+    run_cli("order_service", "prestart", env={"ORDER_DATABASE_URL": url})
+    base = dt.datetime(2026, 11, 27, 4, 0, 0, 123456, tzinfo=dt.UTC)
     rows = [
         (base, None),
         (base + dt.timedelta(seconds=5), None),
         (base - dt.timedelta(minutes=1), base - dt.timedelta(seconds=30)),
     ]
+    engine = sa.create_engine(url)
     with engine.begin() as connection:
-        connection.execute(sa.text(OUTBOX_TABLE))
         for created_at, sent_at in rows:
             connection.execute(
-                sa.text(
-                    "INSERT INTO outbox (id, event_type, order_id, payload, created_at, sent_at)"
-                    " VALUES (:id, 'order_created', :order, '{}', :created, :sent)"
-                ),
-                {
-                    "id": str(uuid.uuid4()),
-                    "order": str(uuid.uuid4()),
-                    "created": created_at,
-                    "sent": sent_at,
-                },
+                sa.insert(outbox).values(
+                    id=str(uuid.uuid4()),
+                    event_type="order_created",
+                    order_id=str(uuid.uuid4()),
+                    payload="{}",
+                    created_at=created_at,
+                    sent_at=sent_at,
+                )
             )
     engine.dispose()
 
@@ -142,8 +129,8 @@ def test_outbox_status_counts_pending_and_names_the_oldest_and_last_sent(databas
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {
         "pending": 2,
-        "oldestPendingAt": base.isoformat(),
-        "lastSentAt": (base - dt.timedelta(seconds=30)).isoformat(),
+        "oldestPendingAt": "2026-11-27T04:00:00.123456Z",
+        "lastSentAt": "2026-11-27T03:59:30.123456Z",
     }
     pretty = shopctl("outbox", "status", "--database-url", url, env={})
     assert pretty.stdout.splitlines()[0] == "pending        2"
