@@ -5,13 +5,16 @@ BIN    := $(VENV)/bin
 # Two workers fit this 2-core machine; override with `make test PYTEST_WORKERS=4`.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install run test lint format clean
+.PHONY: help install run test bench lint format clean deploy-check lock
 
 help:
 	@echo "make run    start the services, the relay and a local SQS endpoint (SQLite by default)"
 	@echo "make test   install what is needed and run the whole suite (MySQL at TEST_MYSQL_URL)"
+	@echo "make bench  the load benchmark on MySQL (BENCH_MYSQL_URL), results in bench/results/"
 	@echo "make lint   ruff and mypy"
 	@echo "make clean  remove var/ (local databases, keys, LocalStack) and the virtualenv"
+	@echo "make deploy-check  validate docker-compose.yml, the Kubernetes overlays and the Dockerfiles"
+	@echo "make lock   regenerate deploy/requirements.txt (the images' pins) from pyproject.toml"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +31,10 @@ run: install
 test: install
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
+# Ports 8080-8082 and 4566 must be free: the bench runs the system exactly as `make run` does.
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -36,6 +43,17 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The deploy tools (kubernetes-validate, hadolint) are pinned in pyproject's `deploy` extra.
+$(VENV)/.installed-deploy: pyproject.toml | $(VENV)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench,deploy]'
+	touch $@
+
+deploy-check: $(VENV)/.installed-deploy
+	BIN=$(BIN) deploy/check.sh
+
+lock: install
+	$(BIN)/python deploy/lock.py
 
 clean:
 	rm -rf var $(VENV)

@@ -23,7 +23,7 @@ from common.auth import Principal
 from common.db import Database
 from common.migrations import upgrade_to_head
 from order_service.app import MIGRATIONS_DIR as ORDER_MIGRATIONS
-from order_service.clients import ProductCatalog, ProductPrice, ReservationLine, UserDirectory
+from order_service.clients import ProductPrice, ReservationLine
 from order_service.service import OrderService, PlaceOrder
 from product_service.app import MIGRATIONS_DIR as PRODUCT_MIGRATIONS
 from product_service.service import ProductFields, ProductService
@@ -31,7 +31,7 @@ from product_service.service import ProductFields, ProductService
 PROCESSES = 2
 
 
-class InProcessCatalog(ProductCatalog):
+class InProcessCatalog:
     """The product service's use cases called directly instead of over HTTP."""
 
     def __init__(self, products: ProductService, product_ids: Sequence[str]) -> None:
@@ -42,17 +42,16 @@ class InProcessCatalog(ProductCatalog):
         return {pid: self._prices[pid] for pid in product_ids if pid in self._prices}
 
     def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> None:
-        self._products.reserve_items(reservation_id, [(l.product_id, l.quantity) for l in lines])
+        self._products.reserve_items(
+            reservation_id, [(line.product_id, line.quantity) for line in lines]
+        )
 
     def release(self, reservation_id: str) -> None:
         self._products.release_reservation(reservation_id)
 
 
-class EveryUserExists(UserDirectory):
-    """The user check is an HTTP call in the service; it writes nothing, so it costs nothing here."""
-
-    def __init__(self) -> None:
-        pass
+class EveryUserExists:
+    """The user check is an HTTP call in the service that writes nothing: no cost here."""
 
     def require_user(self, user_id: str) -> None:
         return None

@@ -1,0 +1,145 @@
+"""Pay, cancel and reading orders: transitions under row locks, each with its event."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from common.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
+from order_service.repository import OrderFilter, outbox
+from tests.integration.orders.conftest import (
+    ADMIN,
+    CUSTOMER,
+    OTHER_CUSTOMER,
+    held,
+    order_of,
+    stock_of,
+)
+
+
+def event_types(order_db, order_id: str) -> list[str]:
+    with order_db.transaction() as connection:
+        rows = connection.execute(
+            sa.select(outbox.c.event_type, outbox.c.payload).where(outbox.c.order_id == order_id)
+        )
+        pairs = [(row.event_type, json.loads(row.payload)) for row in rows]
+    assert all(payload["eventType"] == kind for kind, payload in pairs)
+    return sorted(kind for kind, _ in pairs)
+
+
+@pytest.fixture
+def pending(orders, new_product):
+    def place(principal=CUSTOMER, quantity: int = 2):
+        product = new_product(stock=5)
+        return orders.place_order(order_of((product, quantity)), principal).order, product
+
+    return place
+
+
+def test_pay_is_repeatable_and_cancel_after_pay_is_refused(orders, pending, order_db, catalog):
+    order, product = pending()
+    assert orders.pay_order(order.id, CUSTOMER).status == "PAID"
+    assert orders.pay_order(order.id, CUSTOMER).status == "PAID"
+    with pytest.raises(Conflict):
+        orders.cancel_order(order.id, CUSTOMER)
+    assert stock_of(catalog, product) == 3
+    assert event_types(order_db, order.id) == ["order_created", "order_paid"]
+
+
+def test_cancel_releases_stock_exactly_once(orders, pending, order_db, catalog, product_db):
+    order, product = pending()
+    assert orders.cancel_order(order.id, ADMIN).status == "CANCELLED"
+    assert orders.cancel_order(order.id, CUSTOMER).status == "CANCELLED"
+    with pytest.raises(Conflict):
+        orders.pay_order(order.id, CUSTOMER)
+    assert stock_of(catalog, product) == 5
+    assert held(product_db, product) == 0
+    assert event_types(order_db, order.id) == ["order_cancelled", "order_created"]
+
+
+def test_cancel_while_the_product_service_is_down_changes_nothing(
+    orders, pending, catalog, order_db
+):
+    order, product = pending()
+    catalog.down.add("release")
+    with pytest.raises(ServiceUnavailable):
+        orders.cancel_order(order.id, CUSTOMER)
+    assert orders.get_order(order.id, CUSTOMER).status == "PENDING"
+    assert stock_of(catalog, product) == 3
+    assert event_types(order_db, order.id) == ["order_created"]
+
+
+def test_concurrent_pay_and_cancel_one_wins(orders, pending, order_db, catalog):
+    for _ in range(5):
+        order, product = pending()
+        barrier = threading.Barrier(2)
+        outcomes: dict[str, str] = {}
+
+        def attempt(name, call, order_id=order.id, barrier=barrier, outcomes=outcomes):
+            barrier.wait()
+            try:
+                outcomes[name] = call(order_id, CUSTOMER).status
+            except Conflict:
+                outcomes[name] = "refused"
+
+        threads = [
+            threading.Thread(target=attempt, args=("pay", orders.pay_order)),
+            threading.Thread(target=attempt, args=("cancel", orders.cancel_order)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        final = orders.get_order(order.id, ADMIN).status
+        assert sorted(outcomes.values()) in (["PAID", "refused"], ["CANCELLED", "refused"])
+        assert stock_of(catalog, product) == (5 if final == "CANCELLED" else 3)
+        second = "order_paid" if final == "PAID" else "order_cancelled"
+        assert event_types(order_db, order.id) == sorted(["order_created", second])
+
+
+def test_another_customers_order_does_not_exist_for_them(orders, pending):
+    order, _ = pending()
+    with pytest.raises(NotFound):
+        orders.get_order(order.id, OTHER_CUSTOMER)
+    with pytest.raises(NotFound):
+        orders.pay_order(order.id, OTHER_CUSTOMER)
+    with pytest.raises(NotFound):
+        orders.cancel_order(order.id, OTHER_CUSTOMER)
+    assert orders.get_order(order.id, ADMIN).id == order.id
+
+
+def test_customers_list_their_own_orders_and_admins_filter(orders, pending):
+    mine = {pending(CUSTOMER)[0].id for _ in range(3)}
+    theirs = pending(OTHER_CUSTOMER)[0]
+    orders.pay_order(theirs.id, OTHER_CUSTOMER)
+
+    listed = orders.list_orders(CUSTOMER, OrderFilter(), None, 100)
+    assert mine <= {o.id for o in listed}
+    assert all(o.user_id == CUSTOMER.user_id for o in listed)
+    with pytest.raises(Forbidden):
+        orders.list_orders(CUSTOMER, OrderFilter(user_id=OTHER_CUSTOMER.user_id), None, 10)
+
+    paid = orders.list_orders(
+        ADMIN, OrderFilter(user_id=OTHER_CUSTOMER.user_id, status="PAID"), None, 100
+    )
+    assert theirs.id in {o.id for o in paid}
+    assert all(o.status == "PAID" and o.user_id == OTHER_CUSTOMER.user_id for o in paid)
+
+
+def test_pages_follow_creation_order_without_gaps(orders, pending):
+    for _ in range(5):
+        pending(ADMIN)
+    everything = [
+        o.id for o in orders.list_orders(ADMIN, OrderFilter(user_id=ADMIN.user_id), None, 1000)
+    ]
+    walked, after = [], None
+    while True:
+        page = orders.list_orders(ADMIN, OrderFilter(user_id=ADMIN.user_id), after, 2)
+        walked += [o.id for o in page]
+        if len(page) < 2:
+            break
+        after = page[-1].id
+    assert walked == everything == sorted(everything)
