@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -556,6 +557,27 @@ def test_cancel_publishes_order_cancelled_once(
     assert cancelled.attributes["eventType"] == "order_cancelled"
     assert cancelled.body["status"] == "CANCELLED"
     assert cancelled.body["userId"] == customer.id
+
+
+def test_the_request_id_travels_to_every_service_an_order_calls(
+    order_service, user_service, product_service, new_customer, new_product
+):
+    buyer = new_customer()
+    product = new_product()
+    request_id = f"e2e-trace-{random_id()}"
+    response = place_order(
+        order_service.url, buyer, [line(product)], headers={"X-Request-ID": request_id}
+    )
+    assert response.status_code == 201, response.text
+
+    def paths_logged(running: Any) -> set[str]:
+        lines = [json.loads(text) for text in running.log_text().splitlines() if request_id in text]
+        assert all(entry["request_id"] == request_id for entry in lines), lines
+        return {entry["path"] for entry in lines if "path" in entry}
+
+    assert "/api/v1/orders" in paths_logged(order_service)
+    assert f"/api/v1/users/{buyer.id}" in paths_logged(user_service)
+    assert {"/api/v1/products", "/api/v1/reservations"} <= paths_logged(product_service)
 
 
 # --- operations -------------------------------------------------------------------------------
