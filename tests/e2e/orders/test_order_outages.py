@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -162,8 +166,20 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
     assert held == ordered, f"held {held} but ordered {ordered} ({statuses})"
 
 
+def outbox_pending(order_env: dict[str, str]) -> int:
+    """`python -m order_service outbox-status --json`, as an operator would run it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "order_service", "outbox-status", "--json"],
+        env={**os.environ, **order_env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(json.loads(done.stdout)["pending"])
+
+
 def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
-    order_service, order_worker, order_events, local_sqs, customer, new_product
+    order_service, order_service_env, order_worker, order_events, local_sqs, customer, new_product
 ):
     product = new_product(stock=100_000)
     # The relay works before the outage (and has resolved the queue URL).
@@ -179,6 +195,7 @@ def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
             time.sleep(0.1)
         not_ready = conforming(requests.get(f"{order_service.url}/health/ready", timeout=20))
         assert not_ready.status_code == 503, not_ready.text
+        assert outbox_pending(order_service_env) >= len(during)
     finally:
         local_sqs.start()
 
@@ -192,6 +209,7 @@ def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
         assert [e.event_type for e in events.values()] == ["order_created"], events
     ready = conforming(requests.get(f"{order_service.url}/health/ready", timeout=20))
     assert ready.status_code == 200, ready.text
+    order_events.wait_for(lambda: outbox_pending(order_service_env) == 0, what="an empty outbox")
 
 
 def test_an_order_placed_while_the_user_service_is_down_is_503_and_holds_nothing(

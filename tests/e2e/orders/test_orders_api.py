@@ -65,6 +65,15 @@ def test_a_customer_places_an_order_priced_by_the_catalog(
     assert fetched.json() == order
 
 
+def test_fifty_items_and_a_quantity_of_a_thousand_are_allowed(order_service, admin, new_product):
+    products = [new_product(price="0.01", stock=1000) for _ in range(50)]
+    items = [line(products[0], 1000)] + [line(p) for p in products[1:]]
+    response = place_order(order_service.url, admin, items)
+    assert response.status_code == 201, response.text
+    assert len(response.json()["items"]) == 50
+    assert response.json()["totalAmount"] == "10.49"
+
+
 def test_the_client_cannot_set_prices_or_totals(order_service, customer, new_product):
     product = new_product(price="5.00")
     priced = {**line(product), "price": "0.01"}
