@@ -28,6 +28,7 @@ from tests.e2e.orders.shop import (
     stock_of,
     transition,
 )
+from tests.support.events import eventually
 from tests.support.processes import RunningProcess, free_port, run_cli, start_service
 
 pytestmark = pytest.mark.e2e
@@ -151,10 +152,7 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
                 continue
             for item in order["items"]:
                 ordered[item["productId"]] += item["quantity"]
-        held = {}
-        for product in products:
-            now = requests.get(f"{catalog.url}/api/v1/products/{product['id']}", timeout=10)
-            held[product["id"]] = product["stock"] - now.json()["stock"]
+        held = {p["id"]: p["stock"] - stock_of(catalog.url, p) for p in products}
         return held, {p["id"]: ordered[p["id"]] for p in products}
 
     # Attempts cut off mid-reservation are released by the worker after ATTEMPT_REPAIR_AFTER_S.
@@ -202,14 +200,14 @@ def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
     def arrived() -> bool:
         return all(order_events.event_types(order_id) for order_id in during)
 
-    order_events.wait_for(arrived, timeout_s=60, what=f"order_created of {len(during)} orders")
+    eventually(arrived, timeout_s=60, what=f"order_created of {len(during)} orders")
     time.sleep(1.0)
     for order_id in during:
         events = order_events.events(order_id)
         assert [e.event_type for e in events.values()] == ["order_created"], events
     ready = conforming(requests.get(f"{order_service.url}/health/ready", timeout=20))
     assert ready.status_code == 200, ready.text
-    order_events.wait_for(lambda: outbox_pending(order_service_env) == 0, what="an empty outbox")
+    eventually(lambda: outbox_pending(order_service_env) == 0, what="an empty outbox")
 
 
 def test_an_order_placed_while_the_user_service_is_down_is_503_and_holds_nothing(
