@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.e2e.conftest import OrderStack
 from tests.e2e.orders.shop import (
     all_orders,
     assert_problem,
@@ -71,6 +72,14 @@ def catalog(databases, product_service_env, log_dir):
     catalog.stop()
 
 
+@pytest.fixture
+def own_order_stack(databases, log_dir, user_service, local_sqs):
+    """Order services and relays for one test, stopped when it ends."""
+    stack = OrderStack(databases, log_dir, user_service, local_sqs)
+    yield stack
+    stack.stop_all()
+
+
 class OrderPlacer:
     """Threads placing small orders back to back until stopped; keeps every answer."""
 
@@ -108,11 +117,11 @@ class OrderPlacer:
 
 
 def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
-    order_stack, catalog, admin, new_customer, new_product
+    own_order_stack, catalog, admin, new_customer, new_product
 ):
-    order_env = order_stack.environment(catalog.url, ATTEMPT_REPAIR_AFTER_S="2")
-    orders = order_stack.service(order_env, name="order_service-outage")
-    order_stack.worker(order_env, name="order_worker-outage")
+    order_env = own_order_stack.environment(catalog.url, ATTEMPT_REPAIR_AFTER_S="2")
+    orders = own_order_stack.service(order_env, name="order_service-outage")
+    own_order_stack.worker(order_env, name="order_worker-outage")
     products = [new_product(stock=100_000, url=catalog.url) for _ in range(3)]
     buyers = [new_customer(), new_customer()]
 
