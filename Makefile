@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 # Two workers fit this 2-core machine; override with `make test PYTEST_WORKERS=4`.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install run test lint format clean deploy-check lock
+.PHONY: help install run test bench lint format clean deploy-check lock
 
 help:
 	@echo "make run    start the services, the relay and a local SQS endpoint (SQLite by default)"
 	@echo "make test   install what is needed and run the whole suite (MySQL at TEST_MYSQL_URL)"
+	@echo "make bench  the load benchmark on MySQL (BENCH_MYSQL_URL), results in bench/results/"
 	@echo "make lint   ruff and mypy"
 	@echo "make clean  remove var/ (local databases, keys, LocalStack) and the virtualenv"
 	@echo "make deploy-check  validate docker-compose.yml, the Kubernetes overlays and the Dockerfiles"
@@ -29,6 +30,10 @@ run: install
 
 test: install
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# Ports 8080-8082 and 4566 must be free: the bench runs the system exactly as `make run` does.
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

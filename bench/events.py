@@ -8,6 +8,8 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from devstack.sqs import QUEUE_NAME, local_sqs_client
 
 
@@ -19,6 +21,7 @@ class EventDrain:
         self._lock = threading.Lock()
         self.by_event_id: dict[str, dict[str, Any]] = {}
         self.deliveries = 0
+        self.receive_errors = 0
         self.last_received_at = time.monotonic()
         self._threads = [threading.Thread(target=self._drain, daemon=True) for _ in range(threads)]
 
@@ -33,11 +36,20 @@ class EventDrain:
 
     def _drain(self) -> None:
         while not self._stop.is_set():
-            messages = self._sqs.receive_message(
-                QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-            ).get("Messages", [])
-            if not messages:
-                continue
+            try:
+                self._receive_batch()
+            except (BotoCoreError, ClientError) as exc:
+                # A real consumer survives a slow or failed receive; unacknowledged messages
+                # come back after their visibility timeout.
+                self.receive_errors += 1
+                print(f"bench: event consumer retrying after {exc!r}", flush=True)
+                time.sleep(0.5)
+
+    def _receive_batch(self) -> None:
+        messages = self._sqs.receive_message(
+            QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", [])
+        if messages:
             with self._lock:
                 for message in messages:
                     event = json.loads(message["Body"])

@@ -55,7 +55,7 @@ class ServiceClient:
         self._idempotent = self._session(
             Retry.DEFAULT_ALLOWED_METHODS | {"POST"}, retries, pool_size
         )
-        self._once = self._session(frozenset(), 0, pool_size)
+        self._once = self._session(Retry.DEFAULT_ALLOWED_METHODS, 0, pool_size)
 
     @staticmethod
     def _session(methods: frozenset[str], retries: int, pool_size: int) -> requests.Session:

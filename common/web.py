@@ -6,9 +6,10 @@ import re
 import time
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 
 import structlog
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import BaseConverter
 
@@ -114,4 +115,52 @@ def _openapi_blueprint(package: str) -> Blueprint:
     def openapi_document() -> Response:
         return Response(spec, mimetype="application/yaml")
 
+    @docs.get("/docs")
+    def swagger_ui() -> Response:
+        return Response(SWAGGER_UI_PAGE, mimetype="text/html")
+
+    @docs.get("/docs/<path:asset>")
+    def swagger_ui_asset(asset: str) -> Response:
+        return send_from_directory(SWAGGER_UI_DIST, asset, max_age=3600)
+
     return docs
+
+
+# Swagger UI's own dist files, shipped inside a pinned wheel: /docs works offline.
+SWAGGER_UI_DIST = Path(str(resources.files("flask_swagger_ui").joinpath("dist")))
+# The spec's `servers` name the `make run` ports; the page offers its own origin first, so
+# "Try it out" reaches the service that served the page wherever it runs.
+SWAGGER_UI_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Shop API docs</title>
+  <link rel="stylesheet" href="docs/swagger-ui.css">
+  <link rel="icon" type="image/png" href="docs/favicon-32x32.png">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="docs/swagger-ui-bundle.js"></script>
+  <script>
+    var servedHere = false;
+    window.ui = SwaggerUIBundle({
+      url: "openapi.yaml",
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      persistAuthorization: true,
+      displayRequestDuration: true,
+      onComplete: function () {
+        if (servedHere) { return; }
+        servedHere = true;
+        var spec = window.ui.specSelectors.specJson().toJS();
+        var here = { url: window.location.origin, description: "this server" };
+        var others = (spec.servers || []).filter(function (s) { return s.url !== here.url; });
+        spec.servers = [here].concat(others);
+        window.ui.specActions.updateJsonSpec(spec);
+        window.ui.oas3Actions.setSelectedServer(here.url);
+      }
+    });
+  </script>
+</body>
+</html>
+"""

@@ -1,0 +1,1 @@
+"""`shopctl`: the developer's command line for a running Shop (local or compose)."""

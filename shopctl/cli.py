@@ -1,0 +1,207 @@
+"""`shopctl`: start, demonstrate and inspect a running Shop.
+
+Every command reads its endpoints from the environment (USER_SERVICE_URL, PRODUCT_SERVICE_URL,
+ORDER_SERVICE_URL, SQS_ENDPOINT_URL) with `make run`'s defaults, so it works the same against
+the local processes and against docker compose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from common.db import isoformat
+from shopctl import queues
+from shopctl.config import Endpoints, QueueSettings, admin_credentials
+from shopctl.errors import ShopctlError, explain
+from shopctl.formatting import format_event, format_outbox_status
+from shopctl.outbox import order_database_url, read_outbox
+
+ENDPOINT_OPTION = click.option(
+    "--endpoint",
+    metavar="URL",
+    help="SQS endpoint (default: $SQS_ENDPOINT_URL, else make run's http://127.0.0.1:4566).",
+)
+
+
+class ShopctlGroup(click.Group):
+    """Turns the outside world's failures into one line and a non-zero exit, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
+        except Exception as exc:
+            explained = explain(exc)
+            if explained is not None:
+                raise explained from None
+            if os.environ.get("SHOPCTL_DEBUG"):
+                raise
+            raise ShopctlError(
+                f"unexpected {type(exc).__name__}: {exc} (SHOPCTL_DEBUG=1 shows the traceback)"
+            ) from None
+
+
+@click.group(cls=ShopctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Developer tools for Shop: start it, walk through it, watch its events."""
+
+
+@cli.command()
+def up() -> None:
+    """Start every service, the relay and a local SQS endpoint (what `make run` does)."""
+    from devstack import stack
+
+    sys.exit(stack.run())
+
+
+@cli.command()
+@click.option(
+    "--events-timeout",
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait at the end for the demo's order events.",
+)
+@ENDPOINT_OPTION
+def demo(events_timeout: float, endpoint: str | None) -> None:
+    """Walk through the whole flow against a running system, printing every exchange.
+
+    Registers a customer, logs in (customer and admin), adds products, searches, places an
+    order with an Idempotency-Key twice (201, then 200 with the same order), pays it, places
+    and cancels a second one, shows the stock moving, and prints each `order-events` message
+    as it arrives. It CONSUMES that queue while it runs.
+    """
+    from shopctl.demo import run_demo
+
+    run_demo(
+        Endpoints.from_environment(),
+        QueueSettings.from_environment(endpoint),
+        admin_credentials(),
+        events_timeout_s=events_timeout,
+    )
+
+
+@cli.group()
+def events() -> None:
+    """The `order-events` queue."""
+
+
+@events.command("tail")
+@click.option("--json", "as_json", is_flag=True, help="One raw JSON message per line.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many messages.")
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0),
+    help="Stop after this many seconds without a message (default: run until Ctrl-C).",
+)
+@ENDPOINT_OPTION
+def events_tail(
+    as_json: bool, count: int | None, idle_timeout: float | None, endpoint: str | None
+) -> None:
+    """Long-poll `order-events` and print each message as it arrives.
+
+    It consumes: each message is deleted once printed (a reader that only peeked would send
+    every message to the dead-letter queue after a few receives).
+    """
+    settings = QueueSettings.from_environment(endpoint)
+    client = queues.sqs_client(settings)
+    url = queues.queue_url(client, settings.queue)
+    click.echo(
+        f"tailing {settings.queue} at {settings.endpoint}; consuming: each "
+        "message is deleted once printed (Ctrl-C stops)",
+        err=True,
+    )
+    shown = 0
+    last_message = time.monotonic()
+    wait_s = queues.LONG_POLL_S if idle_timeout is None else max(1, min(5, int(idle_timeout)))
+    for batch in queues.consume(client, url, wait_s=wait_s):
+        for event in batch:
+            click.echo(event.as_json() if as_json else format_event(event.body, event.attributes))
+            shown += 1
+            if count is not None and shown >= count:
+                # The batch is deleted by the generator only when asked for the next one.
+                queues.delete(client, url, batch)
+                return
+        if batch:
+            last_message = time.monotonic()
+        elif idle_timeout is not None and time.monotonic() - last_message >= idle_timeout:
+            return
+
+
+@cli.group()
+def dlq() -> None:
+    """The dead-letter queue `order-events-dlq`."""
+
+
+@dlq.command("redrive")
+@ENDPOINT_OPTION
+def dlq_redrive(endpoint: str | None) -> None:
+    """Move every message from `order-events-dlq` back to `order-events`."""
+    settings = QueueSettings.from_environment(endpoint)
+    client = queues.sqs_client(settings)
+    source = queues.queue_url(client, settings.dead_letter_queue)
+    target = queues.queue_url(client, settings.queue)
+    moved = queues.redrive(client, source, target)
+    click.echo(f"moved {moved} message(s) from {settings.dead_letter_queue} to {settings.queue}")
+
+
+@cli.group()
+def outbox() -> None:
+    """The order service's transactional outbox."""
+
+
+@outbox.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="The order database (default: $ORDER_DATABASE_URL, else make run's SQLite file).",
+)
+def outbox_status(as_json: bool, database_url: str | None) -> None:
+    """Pending events, the oldest pending one, and when the relay last sent one."""
+    report = read_outbox(order_database_url(database_url))
+    oldest = isoformat(report.oldest_pending_at) if report.oldest_pending_at else None
+    last_sent = isoformat(report.last_sent_at) if report.last_sent_at else None
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"pending": report.pending, "oldestPendingAt": oldest, "lastSentAt": last_sent}
+            )
+        )
+    else:
+        click.echo(format_outbox_status(report.pending, oldest, last_sent))
+
+
+@cli.group()
+def users() -> None:
+    """Accounts in the user service's database."""
+
+
+@users.command("create-admin")
+@click.option("--username", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.pass_context
+def users_create_admin(ctx: click.Context, username: str, password: str) -> None:
+    """Create an admin (or reset its password) with the user service's own `create-user`.
+
+    Works on the database at $USER_DATABASE_URL (default: make run's SQLite file).
+    """
+    from user_service import cli as user_cli
+
+    default_key = Path("var") / "jwt-private.pem"
+    if not os.environ.get("JWT_PRIVATE_KEY") and default_key.is_file():
+        os.environ.setdefault("JWT_PRIVATE_KEY_FILE", str(default_key))
+    ctx.invoke(user_cli.create_user, username=username, password=password, role="admin")
+
+
+def main() -> None:
+    cli(prog_name="shopctl")

@@ -1,0 +1,69 @@
+"""Where the services, the queue and the admin account are: environment first, then `make run`'s."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack import sqs
+
+CREDENTIALS_FILE = Path("var") / "credentials.env"
+LOCAL_SQS_ENDPOINT = "http://127.0.0.1:4566"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    user: str
+    product: str
+    order: str
+
+    @classmethod
+    def from_environment(cls) -> Endpoints:
+        return cls(
+            user=_base_url("USER_SERVICE_URL", "http://127.0.0.1:8082"),
+            product=_base_url("PRODUCT_SERVICE_URL", "http://127.0.0.1:8081"),
+            order=_base_url("ORDER_SERVICE_URL", "http://127.0.0.1:8080"),
+        )
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    endpoint: str
+    queue: str
+    dead_letter_queue: str
+
+    @classmethod
+    def from_environment(cls, endpoint: str | None = None) -> QueueSettings:
+        return cls(
+            # A developer's tool: unset means `make run`'s LocalStack. For AWS itself, give its
+            # regional endpoint, e.g. https://sqs.eu-west-1.amazonaws.com.
+            endpoint=endpoint or os.environ.get("SQS_ENDPOINT_URL") or LOCAL_SQS_ENDPOINT,
+            queue=os.environ.get("ORDER_EVENTS_QUEUE", sqs.QUEUE_NAME),
+            dead_letter_queue=os.environ.get(
+                "ORDER_EVENTS_DLQ", f"{os.environ.get('ORDER_EVENTS_QUEUE', sqs.QUEUE_NAME)}-dlq"
+            ),
+        )
+
+
+def _base_url(variable: str, default: str) -> str:
+    return (os.environ.get(variable) or default).rstrip("/")
+
+
+def admin_credentials(credentials_file: Path = CREDENTIALS_FILE) -> tuple[str, str] | None:
+    """ADMIN_USERNAME/ADMIN_PASSWORD from the environment, else the ones `make run` generated."""
+    username = os.environ.get("ADMIN_USERNAME")
+    password = os.environ.get("ADMIN_PASSWORD")
+    if username and password:
+        return username, password
+    saved = read_env_file(credentials_file)
+    if saved.get("ADMIN_USERNAME") and saved.get("ADMIN_PASSWORD"):
+        return saved["ADMIN_USERNAME"], saved["ADMIN_PASSWORD"]
+    return None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs if not key.startswith("#")}

@@ -1,0 +1,48 @@
+"""The benchmark's arithmetic: percentiles and the results table."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.report import latency_summary, percentile, table
+
+
+@pytest.mark.parametrize(
+    ("values", "fraction", "expected"),
+    [
+        ([], 0.5, 0.0),
+        ([7.0], 0.99, 7.0),
+        ([1.0, 2.0], 0.5, 1.0),
+        ([3.0, 1.0, 2.0, 4.0], 0.5, 2.0),
+        ([float(v) for v in range(1, 101)], 0.99, 99.0),
+        ([float(v) for v in range(1, 101)], 1.0, 100.0),
+    ],
+)
+def test_percentile_is_nearest_rank(values, fraction, expected):
+    assert percentile(values, fraction) == expected
+
+
+def test_latency_summary_names_the_percentiles():
+    summary = latency_summary([10.0] * 98 + [50.0, 500.0])
+    assert summary == {"p50_ms": 10.0, "p95_ms": 10.0, "p99_ms": 50.0, "mean_ms": 15.3}
+
+
+def test_table_lists_every_status_but_201_as_an_error():
+    run = {
+        "concurrency": 32,
+        "orders_per_s": 512.3,
+        "p50_ms": 40.0,
+        "p95_ms": 80.0,
+        "p99_ms": 120.0,
+        "cpu_ms_per_order": 3.5,
+        "relay_lag_p50_ms": 40,
+        "relay_lag_p99_ms": 300,
+        "db_limit_orders_per_s": 1300.0,
+        "ratio_to_db_limit": 0.394,
+        "status_counts": {"201": 100, "409": 3, "503": 1},
+    }
+    lines = table([run]).splitlines()
+    assert lines[0].startswith("| conc | orders/s |")
+    assert lines[2] == (
+        "| 32 | 512 | 40.0 | 80.0 | 120.0 | 3.50 | 40 | 300 | 1300 | 0.39 | 409 x3, 503 x1 |"
+    )

@@ -1,0 +1,63 @@
+"""The order service's pure rules: who orders for whom, request identity, key outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.auth import Principal
+from common.errors import Conflict, Forbidden, Unprocessable
+from order_service.clients import ReservationLine
+from order_service.repository import COMPLETED, FAILED, IN_FLIGHT, OrderAttempt
+from order_service.service import PlaceOrder, _answer_for_earlier, _orderer, _request_hash
+from order_service.worker import _Backoff
+
+ALICE = Principal("01a21113-12af-7a1d-9213-90b0e99e75cc", "customer")
+ADMIN = Principal("01a21113-12af-7a1d-9213-90b0e99e75aa", "admin")
+BOB_ID = "01a21113-12af-7a1d-9213-90b0e99e75bb"
+
+
+def place(user_id: str | None = None) -> PlaceOrder:
+    return PlaceOrder(user_id, (ReservationLine("p", 1),), None)
+
+
+def test_customers_order_for_themselves_only():
+    assert _orderer(place(), ALICE) == ALICE.user_id
+    assert _orderer(place(ALICE.user_id), ALICE) == ALICE.user_id
+    with pytest.raises(Forbidden):
+        _orderer(place(BOB_ID), ALICE)
+
+
+def test_admins_order_for_anyone_and_default_to_themselves():
+    assert _orderer(place(BOB_ID), ADMIN) == BOB_ID
+    assert _orderer(place(), ADMIN) == ADMIN.user_id
+
+
+def test_the_request_hash_ignores_item_order_but_not_quantities_or_user():
+    a, b = ReservationLine("a", 1), ReservationLine("b", 2)
+    assert _request_hash("u", [a, b]) == _request_hash("u", [b, a])
+    assert _request_hash("u", [a, b]) != _request_hash("u", [a, ReservationLine("b", 3)])
+    assert _request_hash("u", [a]) != _request_hash("v", [a])
+
+
+def attempt(state: str, request_hash: str = "h", order_id: str | None = None) -> OrderAttempt:
+    return OrderAttempt("id", "u", "key", request_hash, state, order_id)
+
+
+def test_an_earlier_attempt_decides_the_answer():
+    assert _answer_for_earlier(attempt(COMPLETED, order_id="o"), "h") == "o"
+    with pytest.raises(Unprocessable):
+        _answer_for_earlier(attempt(COMPLETED, order_id="o"), "other")
+    with pytest.raises(Conflict) as in_flight:
+        _answer_for_earlier(attempt(IN_FLIGHT), "h")
+    assert in_flight.value.headers["Retry-After"] == "1"
+    with pytest.raises(Unprocessable):
+        _answer_for_earlier(attempt(FAILED), "other")
+
+
+def test_relay_backoff_doubles_up_to_a_ceiling_and_resets():
+    backoff = _Backoff(0.1)
+    delays = [backoff.next_failure() for _ in range(10)]
+    assert delays[:3] == [0.2, 0.4, 0.8]
+    assert max(delays) == 5.0
+    backoff.reset()
+    assert backoff.delay == 0.1
