@@ -189,10 +189,17 @@ def test_k8s_overlays():
     ]
     assert sorted(statefulsets) == ["order-db", "product-db", "user-db"]
 
+    # Real SQS: no LocalStack and no endpoint override, in the aws overlay or the base.
     assert aws["resources"] == ["namespace.yaml", "../../base"]
-    everything = "".join(p.read_text() for p in aws_dir.rglob("*.yaml"))
-    assert "SQS_ENDPOINT_URL" not in everything.split("# No SQS_ENDPOINT_URL")[1]
-    assert "localstack" not in everything.lower().replace("no localstack", "")
+    generators = list(aws.get("configMapGenerator", []))
+    for path in (K8S / "base").rglob("kustomization.yaml"):
+        generators += yaml.safe_load(path.read_text()).get("configMapGenerator", [])
+    literals = [literal for g in generators for literal in g.get("literals", [])]
+    assert not [literal for literal in literals if literal.startswith("SQS_ENDPOINT_URL")]
+    assert "localstack" not in yaml.safe_dump(aws.get("patches", [])).lower()
+    assert "SQS_ENDPOINT_URL" not in "".join(
+        yaml.safe_dump(d) for p in (K8S / "base").rglob("*.yaml") for d in _documents(p)
+    )
     (irsa,) = _documents(aws_dir / "serviceaccount-irsa.yaml")
     assert irsa["kind"] == "ServiceAccount" and irsa["metadata"]["name"] == "order-service"
     assert irsa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
