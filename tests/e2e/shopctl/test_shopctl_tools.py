@@ -6,7 +6,9 @@ import datetime as dt
 import json
 import uuid
 
+import jwt
 import pytest
+import requests
 import sqlalchemy as sa
 
 from order_service.repository import outbox
@@ -179,3 +181,30 @@ def test_every_command_has_help():
         done = shopctl(*args, "--help", env={})
         assert done.returncode == 0, (args, done.stderr)
         assert "Usage: shopctl" in done.stdout
+
+
+def test_users_create_admin_makes_an_account_that_logs_in_as_admin(user_service, user_service_env):
+    username = f"boss-{uuid.uuid4().hex[:8]}"
+    done = shopctl(
+        "users",
+        "create-admin",
+        "--username",
+        username,
+        "--password",
+        "boss-password-1",
+        env={
+            "USER_DATABASE_URL": user_service_env["USER_DATABASE_URL"],
+            "JWT_PRIVATE_KEY": user_service_env["JWT_PRIVATE_KEY"],
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"admin account {username!r} ready" in done.stdout
+
+    login = requests.post(
+        f"{user_service.url}/api/v1/login",
+        json={"username": username, "password": "boss-password-1"},
+        timeout=10,
+    )
+    assert login.status_code == 200
+    claims = jwt.decode(login.json()["accessToken"], options={"verify_signature": False})
+    assert claims["role"] == "admin"
