@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Two workers fit this 2-core machine; override with `make test PYTEST_WORKERS=4`.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install run demo test bench lint format clean
+.PHONY: help install run demo test bench lint format clean deploy-check lock
 
 help:
 	@echo "make run    start the services, the relay and a local SQS endpoint (SQLite by default)"
@@ -14,6 +14,8 @@ help:
 	@echo "make bench  the load benchmark on MySQL (BENCH_MYSQL_URL), results in bench/results/"
 	@echo "make lint   ruff and mypy"
 	@echo "make clean  remove var/ (local databases, keys, LocalStack) and the virtualenv"
+	@echo "make deploy-check  validate docker-compose.yml, the Kubernetes overlays and the Dockerfiles"
+	@echo "make lock   regenerate deploy/requirements.txt (the images' pins) from pyproject.toml"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +48,17 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The deploy tools (kubernetes-validate, hadolint) are pinned in pyproject's `deploy` extra.
+$(VENV)/.installed-deploy: pyproject.toml | $(VENV)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench,deploy]'
+	touch $@
+
+deploy-check: $(VENV)/.installed-deploy
+	BIN=$(BIN) deploy/check.sh
+
+lock: install
+	$(BIN)/python deploy/lock.py
 
 clean:
 	rm -rf var $(VENV)

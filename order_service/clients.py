@@ -19,6 +19,7 @@ from common.http import ServiceClient
 log = structlog.get_logger(__name__)
 # A token is renewed this long before it expires, so none is sent that expires on the way.
 _TOKEN_RENEW_MARGIN_S = 60
+_MAX_REMEMBERED_USERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,8 @@ class HttpUserDirectory:
         if answer.status_code == 404:
             raise Unprocessable("No such user.", errors=[field_error("userId", "no such user")])
         _raise_unless_ok(answer, self._users.dependency_name)
+        if len(self._known_until) >= _MAX_REMEMBERED_USERS:
+            self._known_until.clear()  # bounded memory; forgetting only costs a lookup
         self._known_until[user_id] = time.monotonic() + self._cache_s
 
 

@@ -16,7 +16,7 @@ ADMIN = Principal("01a21113-12af-7a1d-9213-90b0e99e75aa", "admin")
 BOB_ID = "01a21113-12af-7a1d-9213-90b0e99e75bb"
 
 
-def place(user_id=None):
+def place(user_id: str | None = None) -> PlaceOrder:
     return PlaceOrder(user_id, (ReservationLine("p", 1),), None)
 
 
@@ -39,7 +39,7 @@ def test_the_request_hash_ignores_item_order_but_not_quantities_or_user():
     assert _request_hash("u", [a]) != _request_hash("v", [a])
 
 
-def attempt(state, request_hash="h", order_id=None):
+def attempt(state: str, request_hash: str = "h", order_id: str | None = None) -> OrderAttempt:
     return OrderAttempt("id", "u", "key", request_hash, state, order_id)
 
 

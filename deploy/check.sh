@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make deploy-check`: validates the deployment files offline, as CI does.
+#  1. docker-compose.yml: `docker-compose config -q` with .env.example's values (Debian's
+#     docker-compose package, or the `docker compose` plugin where a developer has it).
+#  2. each Kustomize overlay rendered by kustomize (kubectl's built-in, or a `kustomize`
+#     binary) and validated with kubernetes-validate --strict, for the oldest and the newest
+#     Kubernetes we claim; create-secrets.sh's manifests too.
+#  3. the Dockerfiles linted by hadolint.
+# Tools come from `pip install -e '.[deploy]'` (pinned in pyproject.toml) and, for compose and
+# kubectl, from the system; a missing one is an error, never a silent skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${BIN:-.venv/bin}"
+K8S_VERSIONS="${K8S_VERSIONS:-1.30.0 1.37.0}"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+if command -v docker-compose >/dev/null 2>&1; then
+    compose=(docker-compose)
+elif docker compose version >/dev/null 2>&1; then
+    compose=(docker compose)
+else
+    echo "deploy-check: neither docker-compose nor the docker compose plugin is installed" \
+        "(Debian: apt-get install docker-compose)" >&2
+    exit 1
+fi
+echo "deploy-check: ${compose[*]} config (docker-compose.yml with .env.example)"
+"${compose[@]}" --env-file .env.example -f docker-compose.yml config -q
+
+if command -v kustomize >/dev/null 2>&1; then
+    render=(kustomize build)
+elif command -v kubectl >/dev/null 2>&1; then
+    render=(kubectl kustomize)
+else
+    echo "deploy-check: neither kustomize nor kubectl (which embeds it) is installed" >&2
+    exit 1
+fi
+for overlay in deploy/k8s/overlays/*/; do
+    name="$(basename "$overlay")"
+    "${render[@]}" "$overlay" >"$out/$name.yaml"
+done
+DRY_RUN=1 deploy/k8s/overlays/local/create-secrets.sh >"$out/local-secrets.yaml"
+for version in $K8S_VERSIONS; do
+    echo "deploy-check: kubernetes-validate --strict, Kubernetes $version:" \
+        "$(cd "$out" && echo *.yaml)"
+    "$BIN/kubernetes-validate" --strict --quiet -k "$version" "$out"/*.yaml
+done
+
+echo "deploy-check: hadolint */Dockerfile"
+"$BIN/hadolint" ./*/Dockerfile
+echo "deploy-check: ok"

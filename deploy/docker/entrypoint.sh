@@ -1,0 +1,16 @@
+#!/bin/sh
+# Entrypoint of every Shop image. `serve` (the default command) applies the migrations
+# (`python -m $SERVICE_PACKAGE prestart`: Alembic under a MySQL GET_LOCK, so replicas that
+# start together take turns and the later ones find the schema at head), then execs gunicorn
+# with common/gunicorn_conf.py (workers from WEB_CONCURRENCY). Any other command runs as given,
+# e.g. `python -m order_service worker` for the outbox relay.
+set -eu
+
+if [ "$#" -eq 0 ] || [ "$1" = "serve" ]; then
+    if [ "${RUN_MIGRATIONS:-1}" = "1" ]; then
+        python -m "${SERVICE_PACKAGE}" prestart
+    fi
+    exec gunicorn -c python:common.gunicorn_conf --bind "0.0.0.0:${PORT}" \
+        "${SERVICE_PACKAGE}.app:create_app()"
+fi
+exec "$@"
