@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -188,8 +190,21 @@ def run() -> int:
     env = local_environment()
     supervisor = Supervisor()
     services = start_system(supervisor, env)
+    _wait_until_serving(services)
     supervisor.announce(banner(services, env))
     return supervisor.wait()
+
+
+def _wait_until_serving(services: list[ServiceSpec], timeout_s: float = 30.0) -> None:
+    """The banner says "running" only once every service answers (or the wait gives up)."""
+    deadline = time.monotonic() + timeout_s
+    for spec in services:
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{spec.url}/health", timeout=1):  # noqa: S310
+                    break
+            except OSError:
+                time.sleep(0.2)
 
 
 def start_system(supervisor: Supervisor, env: dict[str, str]) -> list[ServiceSpec]:
