@@ -140,7 +140,9 @@ class Supervisor:
             while not self._stopping.wait(0.5):
                 for name, process in self._processes.items():
                     if process.poll() is not None:
-                        print(f"devstack: {name} exited with {process.returncode}; stopping")
+                        self.announce(
+                            f"devstack: {name} exited with {process.returncode}; stopping"
+                        )
                         self._stopping.set()
         except KeyboardInterrupt:
             pass
@@ -154,9 +156,9 @@ class Supervisor:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                print(f"devstack: {name} did not stop in 15 s; killing it")
+                self.announce(f"devstack: {name} did not stop in 15 s; killing it")
                 os.killpg(process.pid, signal.SIGKILL)
-        print("devstack: stopped")
+        self.announce("devstack: stopped")
         return 0
 
 
