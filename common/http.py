@@ -60,6 +60,9 @@ class ServiceClient:
     @staticmethod
     def _session(methods: frozenset[str], retries: int, pool_size: int) -> requests.Session:
         session = requests.Session()
+        # Calls between services go straight to each other: no proxy from the environment,
+        # and no ~/.netrc lookup on every request.
+        session.trust_env = False
         adapter = _adapter(retries, pool_size, frozenset(methods))
         session.mount("http://", adapter)
         session.mount("https://", adapter)

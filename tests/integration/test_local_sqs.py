@@ -7,19 +7,20 @@ import json
 from devstack import sqs
 
 
-def test_order_events_round_trip_with_attributes(local_sqs):
+def test_messages_round_trip_with_attributes(local_sqs):
     client = local_sqs.client()
+    _, queue_url = local_sqs.private_queue("round-trip")
     client.send_message(
-        QueueUrl=local_sqs.queue_url,
+        QueueUrl=queue_url,
         MessageBody=json.dumps({"eventType": "order_created"}),
         MessageAttributes={"eventType": {"DataType": "String", "StringValue": "order_created"}},
     )
     received = client.receive_message(
-        QueueUrl=local_sqs.queue_url, MessageAttributeNames=["All"], WaitTimeSeconds=5
+        QueueUrl=queue_url, MessageAttributeNames=["All"], WaitTimeSeconds=5
     )["Messages"]
     assert json.loads(received[0]["Body"]) == {"eventType": "order_created"}
     assert received[0]["MessageAttributes"]["eventType"]["StringValue"] == "order_created"
-    client.delete_message(QueueUrl=local_sqs.queue_url, ReceiptHandle=received[0]["ReceiptHandle"])
+    client.delete_message(QueueUrl=queue_url, ReceiptHandle=received[0]["ReceiptHandle"])
 
 
 def test_order_events_dead_letters_into_its_dlq(local_sqs):

@@ -7,6 +7,7 @@ shared by every test run (and by `make run`); each run gets its own port and dat
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,12 @@ class LocalSqs:
     def environment(self) -> dict[str, str]:
         """What a service or relay needs to talk to this endpoint."""
         return {"SQS_ENDPOINT_URL": self.endpoint, **sqs.LOCAL_CREDENTIALS}
+
+    def private_queue(self, label: str) -> tuple[str, str]:
+        """A queue of the caller's own, (name, url): tests sharing this endpoint (the e2e
+        relay publishes to `order-events`) never consume each other's messages."""
+        name = f"{label}-{uuid.uuid4().hex[:12]}"
+        return name, self.client().create_queue(QueueName=name)["QueueUrl"]
 
     def stop(self) -> None:
         self.process.stop()

@@ -36,10 +36,23 @@ def drain(sqs_client, queue_url: str) -> list[dict]:
 
 
 @pytest.fixture
-def queue(local_sqs, monkeypatch) -> EventQueue:
+def events(local_sqs, monkeypatch) -> tuple[EventQueue, str]:
+    """A queue of this test's own, and its URL for reading what arrived."""
     for name, value in local_sqs.environment().items():
         monkeypatch.setenv(name, value)
-    return EventQueue("order-events", endpoint_url=local_sqs.endpoint, region="us-east-1")
+    name, url = local_sqs.private_queue("relay-test")
+    return EventQueue(name, endpoint_url=local_sqs.endpoint, region="us-east-1"), url
+
+
+@pytest.fixture
+def queue(events) -> EventQueue:
+    return events[0]
+
+
+@pytest.fixture
+def received(events, local_sqs):
+    """Drains the test's queue: every message that arrived since the last call."""
+    return lambda: drain(local_sqs.client(), events[1])
 
 
 @pytest.fixture
@@ -55,15 +68,15 @@ def relay_everything(relay: OutboxRelay) -> int:
 
 
 def test_events_arrive_with_their_body_and_attributes(
-    orders, new_product, relay, local_sqs, order_db
+    orders, new_product, relay, received, order_db
 ):
     relay_everything(relay)
-    drain(local_sqs.client(), local_sqs.queue_url)
+    received()
     order = orders.place_order(order_of((new_product(), 1)), CUSTOMER).order
     orders.pay_order(order.id, CUSTOMER)
 
     assert relay_everything(relay) == 2
-    messages = drain(local_sqs.client(), local_sqs.queue_url)
+    messages = received()
     bodies = [json.loads(m["Body"]) for m in messages]
     assert sorted(b["eventType"] for b in bodies) == ["order_created", "order_paid"]
     for message, body in zip(messages, bodies, strict=True):
@@ -82,11 +95,7 @@ def test_events_arrive_with_their_body_and_attributes(
     assert outbox_status(order_db).pending == 0
 
 
-def test_an_unreachable_queue_keeps_events_until_it_is_back(
-    orders, new_product, order_db, local_sqs
-):
-    from order_service.outbox import EventQueue
-
+def test_an_unreachable_queue_keeps_events_until_it_is_back(orders, new_product, order_db, queue):
     unreachable = OutboxRelay(
         order_db, EventQueue("order-events", endpoint_url="http://127.0.0.1:9", region="us-east-1")
     )
@@ -101,9 +110,9 @@ def test_an_unreachable_queue_keeps_events_until_it_is_back(
     assert outbox_status(order_db).pending >= 1
 
 
-def test_relays_in_parallel_send_each_event_once(orders, new_product, order_db, queue, local_sqs):
+def test_relays_in_parallel_send_each_event_once(orders, new_product, order_db, queue, received):
     relay_everything(OutboxRelay(order_db, queue))
-    drain(local_sqs.client(), local_sqs.queue_url)
+    received()
     product = new_product(stock=100)
     placed = {orders.place_order(order_of((product, 1)), CUSTOMER).order.id for _ in range(40)}
 
@@ -114,9 +123,7 @@ def test_relays_in_parallel_send_each_event_once(orders, new_product, order_db, 
     for thread in threads:
         thread.join()
 
-    received = Counter(
-        json.loads(m["Body"])["orderId"] for m in drain(local_sqs.client(), local_sqs.queue_url)
-    )
+    received = Counter(json.loads(m["Body"])["orderId"] for m in received())
     assert set(received) == placed
     assert set(received.values()) == {1}
 
