@@ -145,6 +145,18 @@ def test_an_unknown_product_is_422_and_nothing_is_kept(
     assert list_orders(order_service.url, buyer).json()["items"] == []
 
 
+def test_a_total_too_large_to_record_is_422_and_nothing_is_kept(
+    order_service, product_service, new_customer, new_product
+):
+    buyer = new_customer()
+    # Each price is storable; twice the dearest is more than DECIMAL(12,2) holds.
+    dearest = new_product(price="9999999999.99", stock=10)
+    problem = assert_problem(place_order(order_service.url, buyer, [line(dearest, 2)]), 422)
+    assert "items" in error_fields(problem)
+    assert stock_of(product_service.url, dearest) == 10
+    assert list_orders(order_service.url, buyer).json()["items"] == []
+
+
 def test_short_stock_is_409_naming_every_short_item_and_nothing_is_kept(
     order_service, product_service, new_customer, new_product
 ):
