@@ -486,6 +486,21 @@ def test_keys_are_scoped_to_the_user_and_no_key_means_a_new_order(
     assert stock_of(product_service.url, product) == 6
 
 
+def test_keys_that_differ_only_in_case_are_different_keys(
+    order_service, product_service, new_customer, new_product
+):
+    buyer = new_customer()
+    product = new_product(stock=10)
+    upper = place_order(order_service.url, buyer, [line(product)], key="Order-Key-A")
+    lower = place_order(order_service.url, buyer, [line(product)], key="order-key-a")
+    other_body = place_order(order_service.url, buyer, [line(product, 2)], key="ORDER-KEY-A")
+    assert [r.status_code for r in (upper, lower, other_body)] == [201, 201, 201], [
+        r.text for r in (upper, lower, other_body)
+    ]
+    assert len({r.json()["id"] for r in (upper, lower, other_body)}) == 3
+    assert stock_of(product_service.url, product) == 6
+
+
 def test_idempotency_keys_are_1_to_255_characters(order_service, customer, new_product):
     product = new_product()
     longest = place_order(order_service.url, customer, [line(product)], key="k" * 255)
