@@ -617,9 +617,14 @@ def test_the_request_id_travels_to_every_service_an_order_calls(
 # --- operations -------------------------------------------------------------------------------
 
 
-def test_health_readiness_metrics_and_the_document(order_service, order_worker):
+def test_health_readiness_metrics_and_the_document(
+    order_service, order_worker, customer, new_product
+):
     def get(path: str) -> requests.Response:
         return conforming(requests.get(f"{order_service.url}{path}", timeout=20))
+
+    order = placed(order_service.url, customer, [line(new_product())])
+    assert get_order(order_service.url, customer, order["id"]).status_code == 200
 
     assert get("/health").json() == {"status": "ok"}
     ready = get("/health/ready")
@@ -628,7 +633,21 @@ def test_health_readiness_metrics_and_the_document(order_service, order_worker):
     metrics = get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["Content-Type"].startswith("text/plain")
-    assert "order" in metrics.text
+    series = [text for text in metrics.text.splitlines() if not text.startswith("#")]
+
+    def counted(route: str, status: str) -> bool:
+        return any(
+            text.startswith("http_requests_total{")
+            and f'route="{route}"' in text
+            and f'status="{status}"' in text
+            for text in series
+        )
+
+    # One series per route (the rule, not the path) and status, with latency histograms.
+    assert counted("/api/v1/orders", "201")
+    assert counted("/api/v1/orders/<id:order_id>", "200")
+    assert not any(order["id"] in text for text in series)
+    assert any(text.startswith("http_request_duration_seconds_bucket{") for text in series)
     document = get("/openapi.yaml")
     assert document.status_code == 200
     assert document.text == SPEC.read_text(encoding="utf-8")
