@@ -26,6 +26,7 @@ from tests.e2e.orders.shop import (
     list_orders,
     place_order,
     placed,
+    random_id,
     stock_of,
     transition,
 )
@@ -135,11 +136,30 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
         assert_problem(refused, 503)
         assert int(refused.headers["Retry-After"]) >= 1
         assert get_order(orders.url, buyers[0], to_cancel["id"]).json()["status"] == "PENDING"
+        # A client that retries with its Idempotency-Key, as a 503 invites it to.
+        key = random_id()
+        first_try = place_order(orders.url, buyers[1], [line(products[1], 4)], key=key)
+        assert_problem(first_try, 503)
         time.sleep(2.5)
         catalog.start()
         time.sleep(1.5)
     cancelled = transition(orders.url, buyers[0], to_cancel["id"], "cancel")
     assert cancelled.status_code == 200, cancelled.text
+    retries: list[requests.Response] = []
+
+    def retried() -> bool:
+        retries.append(place_order(orders.url, buyers[1], [line(products[1], 4)], key=key))
+        if retries[-1].status_code == 201:
+            return True
+        time.sleep(0.5)  # less than the Retry-After it was given, to see the 409s too
+        return False
+
+    # In flight (409) until the worker has given back what the failed try may hold.
+    eventually(retried, timeout_s=20, what="the retried key to place its order")
+    assert {r.status_code for r in retries[:-1]} <= {409, 503}, [r.text for r in retries]
+    keyed_order = retries[-1].json()["id"]
+    again = place_order(orders.url, buyers[1], [line(products[1], 4)], key=key)
+    assert (again.status_code, again.json()["id"]) == (200, keyed_order)
 
     statuses = Counter(status for status, _, _ in placer.answers)
     assert set(statuses) <= {201, 503}, [a for a in placer.answers if a[0] not in {201, 503}][:5]
@@ -152,7 +172,7 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
     def existing_orders() -> list[dict[str, Any]]:
         return [o for b in buyers for o in all_orders(orders.url, admin, userId=b.id)]
 
-    assert {o["id"] for o in existing_orders()} == created | {to_cancel["id"]}
+    assert {o["id"] for o in existing_orders()} == created | {to_cancel["id"], keyed_order}
 
     def held_and_ordered() -> tuple[dict[str, int], dict[str, int]]:
         ordered: dict[str, int] = defaultdict(int)
