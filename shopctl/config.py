@@ -9,6 +9,7 @@ from pathlib import Path
 from devstack import sqs
 
 CREDENTIALS_FILE = Path("var") / "credentials.env"
+COMPOSE_ENV_FILE = Path(".env")
 LOCAL_SQS_ENDPOINT = "http://127.0.0.1:4566"
 
 
@@ -50,15 +51,19 @@ def _base_url(variable: str, default: str) -> str:
     return (os.environ.get(variable) or default).rstrip("/")
 
 
-def admin_credentials(credentials_file: Path = CREDENTIALS_FILE) -> tuple[str, str] | None:
-    """ADMIN_USERNAME/ADMIN_PASSWORD from the environment, else the ones `make run` generated."""
+def admin_credentials(
+    files: tuple[Path, ...] = (CREDENTIALS_FILE, COMPOSE_ENV_FILE),
+) -> tuple[str, str] | None:
+    """ADMIN_USERNAME/ADMIN_PASSWORD from the environment, else from the first file that has
+    both: `make run`'s var/credentials.env, then docker compose's .env."""
     username = os.environ.get("ADMIN_USERNAME")
     password = os.environ.get("ADMIN_PASSWORD")
     if username and password:
         return username, password
-    saved = read_env_file(credentials_file)
-    if saved.get("ADMIN_USERNAME") and saved.get("ADMIN_PASSWORD"):
-        return saved["ADMIN_USERNAME"], saved["ADMIN_PASSWORD"]
+    for path in files:
+        saved = read_env_file(path)
+        if saved.get("ADMIN_USERNAME") and saved.get("ADMIN_PASSWORD"):
+            return saved["ADMIN_USERNAME"], saved["ADMIN_PASSWORD"]
     return None
 
 

@@ -137,8 +137,8 @@ def run_demo(
     _require_services(endpoints)
     if admin is None:
         raise DemoFailed(
-            "no admin credentials: set ADMIN_USERNAME and ADMIN_PASSWORD, or run `make run` "
-            "once (it writes var/credentials.env)"
+            "no admin credentials: set ADMIN_USERNAME and ADMIN_PASSWORD (or run `make run` "
+            "once: it writes var/credentials.env; compose reads them from .env)"
         )
     client = queues.sqs_client(queue_settings)
     url = queues.queue_url(client, queue_settings.queue)

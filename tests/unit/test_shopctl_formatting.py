@@ -104,17 +104,19 @@ def test_admin_credentials_come_from_the_environment_first(monkeypatch, tmp_path
     saved.write_text("ADMIN_USERNAME=admin\nADMIN_PASSWORD=from-file\n# note\n")
     monkeypatch.delenv("ADMIN_USERNAME", raising=False)
     monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
-    assert admin_credentials(saved) == ("admin", "from-file")
+    compose = tmp_path / ".env"
+    compose.write_text("ADMIN_USERNAME=admin\nADMIN_PASSWORD=from-compose\n")
+    assert admin_credentials((saved, compose)) == ("admin", "from-file")
+    assert admin_credentials((tmp_path / "missing.env", compose)) == ("admin", "from-compose")
     monkeypatch.setenv("ADMIN_USERNAME", "root")
     monkeypatch.setenv("ADMIN_PASSWORD", "from-env")
-    assert admin_credentials(saved) == ("root", "from-env")
-    assert admin_credentials(tmp_path / "missing.env") == ("root", "from-env")
+    assert admin_credentials((saved, compose)) == ("root", "from-env")
 
 
 def test_no_admin_credentials_anywhere_is_none(monkeypatch, tmp_path: Path):
     monkeypatch.delenv("ADMIN_USERNAME", raising=False)
     monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
-    assert admin_credentials(tmp_path / "missing.env") is None
+    assert admin_credentials((tmp_path / "missing.env",)) is None
     assert read_env_file(tmp_path / "missing.env") == {}
 
 

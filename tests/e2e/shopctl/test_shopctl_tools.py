@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import jwt
@@ -216,3 +221,26 @@ def test_users_create_admin_makes_an_account_that_logs_in_as_admin(user_service,
     assert login.status_code == 200
     claims = jwt.decode(login.json()["accessToken"], options={"verify_signature": False})
     assert claims["role"] == "admin"
+
+
+def test_ctrl_c_stops_events_tail_quietly(local_sqs, queue_pair):
+    env = {
+        **os.environ,
+        **queue_pair.environment(local_sqs.endpoint),
+        "ORDER_SERVICE_URL": closed_url(),
+    }
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "shopctl", "events", "tail"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert tail.stderr is not None
+    assert "tailing" in tail.stderr.readline()
+    time.sleep(1)  # inside a long poll now
+    tail.send_signal(signal.SIGINT)
+    _, stderr = tail.communicate(timeout=30)
+
+    assert tail.returncode == 130
+    assert "Traceback" not in stderr
