@@ -157,6 +157,48 @@ def test_a_total_too_large_to_record_is_422_and_nothing_is_kept(
     assert list_orders(order_service.url, buyer).json()["items"] == []
 
 
+def test_an_order_keeps_the_price_it_was_placed_at(
+    order_service, product_service, admin, customer, new_product
+):
+    product = new_product(price="10.00")
+    key = random_id()
+    order = place_order(order_service.url, customer, [line(product, 2)], key=key).json()
+    repriced = requests.patch(
+        f"{product_service.url}/api/v1/products/{product['id']}",
+        json={"price": "25.00"},
+        headers=admin.headers,
+        timeout=10,
+    )
+    assert repriced.status_code == 200, repriced.text
+
+    for seen in (
+        get_order(order_service.url, customer, order["id"]).json(),
+        place_order(order_service.url, customer, [line(product, 2)], key=key).json(),
+    ):
+        assert seen["totalAmount"] == "20.00"
+        assert seen["items"][0]["price"] == "10.00"
+    later = placed(order_service.url, customer, [line(product, 2)])
+    assert (later["totalAmount"], later["items"][0]["price"]) == ("50.00", "25.00")
+
+
+def test_an_archived_product_cannot_be_ordered_but_its_orders_still_resolve(
+    order_service, product_service, admin, customer, new_product
+):
+    product = new_product(stock=10)
+    order = placed(order_service.url, customer, [line(product, 3)])
+    archived = requests.delete(
+        f"{product_service.url}/api/v1/products/{product['id']}", headers=admin.headers, timeout=10
+    )
+    assert archived.status_code == 204, archived.text
+
+    problem = assert_problem(place_order(order_service.url, customer, [line(product)]), 422)
+    assert "items.0.productId" in error_fields(problem)
+    assert get_order(order_service.url, customer, order["id"]).status_code == 200
+    cancelled = transition(order_service.url, customer, order["id"], "cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert stock_of(product_service.url, product) == 10
+
+
 def test_short_stock_is_409_naming_every_short_item_and_nothing_is_kept(
     order_service, product_service, new_customer, new_product
 ):
