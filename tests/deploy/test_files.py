@@ -7,11 +7,16 @@ setting is one a service actually reads, and that the pieces agree with each oth
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from order_service.settings import OrderSettings
@@ -207,3 +212,39 @@ def test_k8s_overlays():
         assert _base("Deployment")[name]["spec"]["template"]["spec"]["serviceAccountName"] == (
             "order-service"
         )
+
+
+def test_local_secrets_script_makes_secrets_that_agree():
+    """DRY_RUN=1 prints what create-secrets.sh would apply: each database URL must carry its
+    database's password, and both services the same service-account password."""
+    if not shutil.which("kubectl") or not shutil.which("openssl"):
+        pytest.skip("create-secrets.sh needs kubectl and openssl")
+    script = K8S / "overlays" / "local" / "create-secrets.sh"
+    done = subprocess.run(
+        ["bash", str(script)],
+        env={**os.environ, "DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    secrets = {
+        d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in d["data"].items()}
+        for d in yaml.safe_load_all(done.stdout)
+        if d
+    }
+    for package in HTTP:
+        name = package.replace("_", "-")
+        service, database = (
+            secrets[f"{name}-secrets"],
+            secrets[f"{package.split('_')[0]}-db-secrets"],
+        )
+        url = sa.make_url(service[f"{package.split('_')[0].upper()}_DATABASE_URL"])
+        assert url.password == database["MYSQL_PASSWORD"] and url.username == "shop"
+        assert url.host == f"{package.split('_')[0]}-db"
+        _assert_read_by(package, set(service))
+    assert (
+        secrets["user-service-secrets"]["SERVICE_PASSWORD"]
+        == (secrets["order-service-secrets"]["SERVICE_PASSWORD"])
+    )
+    assert "BEGIN PRIVATE KEY" in secrets["user-service-secrets"]["JWT_PRIVATE_KEY"]
