@@ -234,17 +234,14 @@ def test_local_secrets_script_makes_secrets_that_agree():
         if d
     }
     for package in HTTP:
-        name = package.replace("_", "-")
-        service, database = (
-            secrets[f"{name}-secrets"],
-            secrets[f"{package.split('_')[0]}-db-secrets"],
-        )
-        url = sa.make_url(service[f"{package.split('_')[0].upper()}_DATABASE_URL"])
-        assert url.password == database["MYSQL_PASSWORD"] and url.username == "shop"
-        assert url.host == f"{package.split('_')[0]}-db"
+        short = package.removesuffix("_service")
+        service = secrets[f"{short}-service-secrets"]
+        url = sa.make_url(service[f"{short.upper()}_DATABASE_URL"])
+        assert url.host == f"{short}-db" and url.username == "shop"
+        assert url.password == secrets[f"{short}-db-secrets"]["MYSQL_PASSWORD"]
         _assert_read_by(package, set(service))
-    assert (
-        secrets["user-service-secrets"]["SERVICE_PASSWORD"]
-        == (secrets["order-service-secrets"]["SERVICE_PASSWORD"])
-    )
+    service_passwords = {
+        secrets[f"{s}-service-secrets"]["SERVICE_PASSWORD"] for s in ("user", "order")
+    }
+    assert len(service_passwords) == 1
     assert "BEGIN PRIVATE KEY" in secrets["user-service-secrets"]["JWT_PRIVATE_KEY"]
