@@ -156,7 +156,13 @@ def test_k8s_base_http_services():
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         secrets = [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e]
         assert secrets == [f"{name}-secrets"]
-        assert pdbs[name]["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == name
+        # Selectors name the HTTP pods only: the migration Job's pods share the name label.
+        http_pods = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "http"}
+        assert deployments[name]["spec"]["selector"]["matchLabels"] == http_pods
+        assert services[name]["spec"]["selector"] == http_pods
+        assert pdbs[name]["spec"]["selector"]["matchLabels"] == http_pods
+        job_labels = jobs[f"{name}-migrate"]["spec"]["template"]["metadata"]["labels"]
+        assert job_labels["app.kubernetes.io/component"] != "http"
         assert hpas[name]["spec"]["scaleTargetRef"]["name"] == name
         assert "replicas" not in deployments[name]["spec"], "the HPA owns the replica count"
         job = _container(jobs[f"{name}-migrate"])
