@@ -5,10 +5,11 @@ BIN    := $(VENV)/bin
 # Two workers fit this 2-core machine; override with `make test PYTEST_WORKERS=4`.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install run test bench lint format clean deploy-check lock
+.PHONY: help install run demo test bench lint format clean deploy-check lock
 
 help:
 	@echo "make run    start the services, the relay and a local SQS endpoint (SQLite by default)"
+	@echo "make demo   with make run running: the whole flow, narrated (shopctl demo)"
 	@echo "make test   install what is needed and run the whole suite (MySQL at TEST_MYSQL_URL)"
 	@echo "make bench  the load benchmark on MySQL (BENCH_MYSQL_URL), results in bench/results/"
 	@echo "make lint   ruff and mypy"
@@ -27,6 +28,10 @@ install: $(VENV)/.installed
 
 run: install
 	$(BIN)/python -m devstack run
+
+# Against a running system (`make run`, or compose with the *_SERVICE_URL variables set).
+demo: install
+	$(BIN)/shopctl demo
 
 test: install
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

@@ -11,11 +11,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from devstack import sqs
+from devstack import logview, sqs
 
 VAR = Path("var")
 SQS_HOST, SQS_PORT = "127.0.0.1", 4566
@@ -111,11 +113,25 @@ class Supervisor:
 
     def _pump(self, name: str, process: subprocess.Popen[bytes]) -> None:
         colour = COLOURS[list(self._processes).index(name) % len(COLOURS)] if self._colour else ""
-        prefix = f"{colour}{name:<15}|{RESET if colour else ''} "
         assert process.stdout is not None
         for raw in process.stdout:
-            self._output.write(prefix + raw.decode(errors="replace"))
+            line = raw.decode(errors="replace")
+            shown = (
+                logview.for_terminal(name, line, colour)
+                if self._output.isatty()
+                else logview.as_json(name, line)
+            )
+            self._output.write(shown + "\n")
             self._output.flush()
+
+    def announce(self, text: str) -> None:
+        """Supervisor news (the banner): as is on a terminal, JSON lines in a log file."""
+        if self._output.isatty():
+            self._output.write(text + "\n")
+        else:
+            for line in filter(None, (line.strip() for line in text.splitlines())):
+                self._output.write(logview.as_json("devstack", line) + "\n")
+        self._output.flush()
 
     def wait(self) -> int:
         """Blocks until Ctrl-C / SIGTERM or until any process dies; then stops the rest."""
@@ -124,7 +140,9 @@ class Supervisor:
             while not self._stopping.wait(0.5):
                 for name, process in self._processes.items():
                     if process.poll() is not None:
-                        print(f"devstack: {name} exited with {process.returncode}; stopping")
+                        self.announce(
+                            f"devstack: {name} exited with {process.returncode}; stopping"
+                        )
                         self._stopping.set()
         except KeyboardInterrupt:
             pass
@@ -138,9 +156,9 @@ class Supervisor:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                print(f"devstack: {name} did not stop in 15 s; killing it")
+                self.announce(f"devstack: {name} did not stop in 15 s; killing it")
                 os.killpg(process.pid, signal.SIGKILL)
-        print("devstack: stopped")
+        self.announce("devstack: stopped")
         return 0
 
 
@@ -174,8 +192,21 @@ def run() -> int:
     env = local_environment()
     supervisor = Supervisor()
     services = start_system(supervisor, env)
-    _print_banner(services, env)
+    _wait_until_serving(services)
+    supervisor.announce(banner(services, env))
     return supervisor.wait()
+
+
+def _wait_until_serving(services: list[ServiceSpec], timeout_s: float = 30.0) -> None:
+    """The banner says "running" only once every service answers (or the wait gives up)."""
+    deadline = time.monotonic() + timeout_s
+    for spec in services:
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{spec.url}/health", timeout=1):  # noqa: S310
+                    break
+            except OSError:
+                time.sleep(0.2)
 
 
 def start_system(supervisor: Supervisor, env: dict[str, str]) -> list[ServiceSpec]:
@@ -226,17 +257,18 @@ def _fresh_metrics_dir(service: str) -> Path:
     return directory
 
 
-def _print_banner(services: list[ServiceSpec], env: dict[str, str]) -> None:
+def banner(services: list[ServiceSpec], env: dict[str, str]) -> str:
     lines = ["", "Shop is running:"]
-    lines += [
-        f"  {spec.name:<16} {spec.url}   (spec: {spec.url}/openapi.yaml)" for spec in services
-    ]
+    for spec in services:
+        lines.append(f"  {spec.name:<16} {spec.url}   docs {spec.url}/docs")
     lines += [
         f"  SQS endpoint     {env['SQS_ENDPOINT_URL']}   (queues {sqs.QUEUE_NAME}, "
         f"{sqs.DEAD_LETTER_QUEUE_NAME})",
-        f"  admin login      {env.get('ADMIN_USERNAME')} / {env.get('ADMIN_PASSWORD')}",
-        "  try              curl -s http://127.0.0.1:8082/health/ready",
+        f"  admin login      {env.get('ADMIN_USERNAME')} / {env.get('ADMIN_PASSWORD')}"
+        f"   (kept in {VAR / 'credentials.env'})",
+        "  next             make demo            (in another terminal: the whole flow, narrated)",
+        "                   .venv/bin/shopctl events tail   (watch order-events)",
         "  stop             Ctrl-C",
         "",
     ]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)

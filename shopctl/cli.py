@@ -123,14 +123,14 @@ def events_tail(
     shown = 0
     last_message = time.monotonic()
     wait_s = queues.LONG_POLL_S if idle_timeout is None else max(1, min(5, int(idle_timeout)))
-    for batch in queues.consume(client, url, wait_s=wait_s):
+    while count is None or shown < count:
+        # Never take more than --count still allows: a taken message is a deleted one.
+        wanted = queues.SQS_BATCH if count is None else min(queues.SQS_BATCH, count - shown)
+        batch = queues.receive(client, url, wait_s=wait_s, max_messages=wanted)
         for event in batch:
             click.echo(event.as_json() if as_json else format_event(event.body, event.attributes))
-            shown += 1
-            if count is not None and shown >= count:
-                # The batch is deleted by the generator only when asked for the next one.
-                queues.delete(client, url, batch)
-                return
+        queues.delete(client, url, batch)
+        shown += len(batch)
         if batch:
             last_message = time.monotonic()
         elif idle_timeout is not None and time.monotonic() - last_message >= idle_timeout:

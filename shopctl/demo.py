@@ -32,7 +32,8 @@ class Narrator:
     """One lock for all output, so events arriving on the consumer thread never split a step."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: a request and its answer are said under one hold, line by line.
+        self.lock = threading.RLock()
         self._steps = 0
 
     def step(self, title: str) -> None:
@@ -41,7 +42,7 @@ class Narrator:
         self.say(click.style(f"── {self._steps}. {title} ", bold=True).ljust(72, "─"))
 
     def say(self, text: str) -> None:
-        with self._lock:
+        with self.lock:
             click.echo(text)
 
     def event(self, text: str) -> None:
@@ -114,8 +115,10 @@ class Demo:
         return answer
 
     def call(self, title: str, status: int, method: str, url: str, **kwargs: Any) -> Answer:
-        self.narrator.step(title)
-        return self.expect(self.api.call(method, url, **kwargs), status, title)
+        with self.narrator.lock:
+            self.narrator.step(title)
+            answer = self.api.call(method, url, **kwargs)
+        return self.expect(answer, status, title)
 
     def stock(self, product_id: str) -> int:
         url = f"{self.endpoints.product}/api/v1/products/{product_id}"
@@ -168,7 +171,10 @@ def run_demo(
         api.close()
     narrator.say("")
     narrator.say(click.style("Demo complete.", fg="green", bold=True))
-    narrator.say("Next: `shopctl events tail` in another terminal, then place an order at /docs.")
+    narrator.say(
+        f"Next: `shopctl events tail` in one terminal, and try the API at {endpoints.order}/docs "
+        "(Authorize with a token from POST /api/v1/login)."
+    )
 
 
 def _walk_through(demo: Demo) -> list[tuple[str, str]]:

@@ -31,9 +31,29 @@ def _redact_field(key: str, value: Any) -> Any:
     return redact(value)
 
 
+# An object or list of plain values this short stays on one line (an order's items, say).
+ONE_LINE_WIDTH = 88
+
+
 def pretty_json(value: Any, indent: str = "  ") -> str:
-    text = json.dumps(redact(value), indent=2, ensure_ascii=False)
+    text = _render(redact(value), 0)
     return "\n".join(indent + line for line in text.splitlines())
+
+
+def _render(value: Any, depth: int) -> str:
+    compact = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    if not isinstance(value, dict | list) or not value:
+        return compact
+    children = value.values() if isinstance(value, dict) else value
+    flat = all(not isinstance(child, dict | list) for child in children)
+    if depth > 0 and flat and len(compact) <= ONE_LINE_WIDTH:
+        return compact
+    pad = "  " * (depth + 1)
+    if isinstance(value, dict):
+        inner = [f"{pad}{json.dumps(k)}: {_render(v, depth + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(inner) + "\n" + "  " * depth + "}"
+    inner = [f"{pad}{_render(item, depth + 1)}" for item in value]
+    return "[\n" + ",\n".join(inner) + "\n" + "  " * depth + "]"
 
 
 def format_request(

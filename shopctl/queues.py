@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +69,12 @@ def queue_url(client: Any, name: str) -> str:
     return str(client.get_queue_url(QueueName=name)["QueueUrl"])
 
 
-def receive(client: Any, url: str, *, wait_s: int = LONG_POLL_S) -> list[Event]:
+def receive(
+    client: Any, url: str, *, wait_s: int = LONG_POLL_S, max_messages: int = SQS_BATCH
+) -> list[Event]:
     answer = client.receive_message(
         QueueUrl=url,
-        MaxNumberOfMessages=SQS_BATCH,
+        MaxNumberOfMessages=max_messages,
         WaitTimeSeconds=wait_s,
         MessageAttributeNames=["All"],
     )
@@ -89,14 +90,6 @@ def delete(client: Any, url: str, events: list[Event]) -> None:
                 for index, event in enumerate(events)
             ],
         )
-
-
-def consume(client: Any, url: str, *, wait_s: int = LONG_POLL_S) -> Iterator[list[Event]]:
-    """Batches as they arrive, each deleted once the caller has taken it; endless."""
-    while True:
-        events = receive(client, url, wait_s=wait_s)
-        yield events
-        delete(client, url, events)
 
 
 def redrive(client: Any, source_url: str, target_url: str) -> int:

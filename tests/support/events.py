@@ -84,25 +84,25 @@ class EventCollector:
     def event_types(self, order_id: str) -> list[str]:
         return sorted(d.event_type for d in self.events(order_id).values())
 
-    def wait_for(
-        self, condition: Callable[[], bool], *, timeout_s: float = 15.0, what: str = "events"
-    ) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-            time.sleep(0.1)
-
     def wait_for_types(
         self, order_id: str, expected: list[str], *, timeout_s: float = 15.0
     ) -> dict[str, Delivery]:
         """Waits until the order's distinct events have exactly the `expected` types."""
-        self.wait_for(
+        eventually(
             lambda: self.event_types(order_id) == sorted(expected),
             timeout_s=timeout_s,
             what=f"{expected} for order {order_id} (have {self.event_types(order_id)})",
         )
         return self.events(order_id)
+
+
+def eventually(condition: Callable[[], bool], *, timeout_s: float = 15.0, what: str) -> None:
+    """Polls `condition` until it holds; fails naming `what` when `timeout_s` runs out."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.1)
 
 
 def _delivery(message: dict[str, Any]) -> Delivery:

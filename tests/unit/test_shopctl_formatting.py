@@ -10,6 +10,7 @@ from shopctl.formatting import (
     format_outbox_status,
     format_request,
     format_response,
+    pretty_json,
     redact,
     short_id,
 )
@@ -115,3 +116,20 @@ def test_no_admin_credentials_anywhere_is_none(monkeypatch, tmp_path: Path):
     monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
     assert admin_credentials(tmp_path / "missing.env") is None
     assert read_env_file(tmp_path / "missing.env") == {}
+
+
+def test_short_flat_objects_inside_a_body_stay_on_one_line():
+    order = {
+        "id": ORDER,
+        "items": [{"productId": PRODUCT, "quantity": 2, "price": "32.09"}],
+        "empty": [],
+    }
+    assert pretty_json(order, indent="").splitlines() == [
+        "{",
+        f'  "id": "{ORDER}",',
+        '  "items": [',
+        f'    {{"productId": "{PRODUCT}", "quantity": 2, "price": "32.09"}}',
+        "  ],",
+        '  "empty": []',
+        "}",
+    ]

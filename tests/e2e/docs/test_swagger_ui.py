@@ -37,8 +37,10 @@ def _spec_operations(spec_path: Path) -> set[tuple[str, str]]:
     }
 
 
-def test_docs_lists_every_operation_and_try_it_out_reaches_the_service(user_service, tmp_path):
+@pytest.mark.parametrize("service", ["user_service", "product_service", "order_service"])
+def test_docs_lists_every_operation_and_try_it_out_reaches_the_service(service, request, tmp_path):
     executable = _chromium()
+    running = request.getfixturevalue(service)
     from playwright.sync_api import expect, sync_playwright
 
     artifacts = tmp_path / "artifacts"
@@ -54,7 +56,7 @@ def test_docs_lists_every_operation_and_try_it_out_reaches_the_service(user_serv
                 "requestfailed",
                 lambda request: offline_misses.append(request.url),
             )
-            page.goto(f"{user_service.url}/docs")
+            page.goto(f"{running.url}/docs")
             page.wait_for_selector(".opblock", timeout=20_000)
 
             shown = {
@@ -64,19 +66,21 @@ def test_docs_lists_every_operation_and_try_it_out_reaches_the_service(user_serv
                 )
                 for block in page.locator(".opblock").all()
             }
-            assert shown == _spec_operations(Path("user_service/openapi.yaml"))
+            assert shown == _spec_operations(Path(service, "openapi.yaml"))
             expect(page.locator("button.authorize")).to_be_visible()
 
-            health = page.locator("#operations-operations-liveness")
+            health = page.locator(".opblock-get").filter(
+                has=page.locator('.opblock-summary-path[data-path="/health"]')
+            )
             health.locator(".opblock-summary").click()
             health.locator("button.try-out__btn").click()
             health.locator("button.execute").click()
             status = health.locator(".live-responses-table .response .response-col_status")
             expect(status.first).to_have_text("200", timeout=10_000)
-            expect(health.locator(".request-url")).to_contain_text(f"{user_service.url}/health")
+            expect(health.locator(".request-url")).to_contain_text(f"{running.url}/health")
 
-            page.screenshot(path=str(artifacts / "docs.png"), full_page=True)
+            page.screenshot(path=str(artifacts / f"{service}-docs.png"), full_page=True)
             assert offline_misses == [], "every asset is served by the service itself"
         finally:
             browser.close()
-    assert (artifacts / "docs.png").stat().st_size > 10_000
+    assert (artifacts / f"{service}-docs.png").stat().st_size > 10_000

@@ -5,15 +5,37 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
+import schemathesis
 
 from tests.e2e.conftest import Account
 
 T = TypeVar("T")
 TIMEOUT_S = 20
 PROBLEM = "application/problem+json"
+SPEC = Path(__file__).resolve().parents[3] / "order_service" / "openapi.yaml"
+SCHEMA = schemathesis.openapi.from_path(str(SPEC))
+
+
+def conforming(response: requests.Response) -> requests.Response:
+    """The response, once it is shown to be one the order service's OpenAPI document allows
+    (status, media type, body, headers) for the request that was made."""
+    request = response.request
+    assert request.method is not None and request.url is not None
+    path = urlsplit(request.url).path
+    operation = SCHEMA.find_operation_by_path(request.method, path)
+    assert operation is not None, f"{request.method} {path} is not in the document"
+    documented = operation.definition.raw["responses"]
+    assert str(response.status_code) in documented, (
+        f"{request.method} {path} answered {response.status_code}, which is not documented "
+        f"(only {sorted(documented)}): {response.text[:300]}"
+    )
+    operation.validate_response(response)
+    return response
 
 
 def line(product: dict[str, Any], quantity: int = 1) -> dict[str, Any]:
@@ -35,7 +57,9 @@ def place_order(
     sent = {**account.headers, **(headers or {})}
     if key is not None:
         sent["Idempotency-Key"] = key
-    return requests.post(f"{base_url}/api/v1/orders", json=body, headers=sent, timeout=TIMEOUT_S)
+    return conforming(
+        requests.post(f"{base_url}/api/v1/orders", json=body, headers=sent, timeout=TIMEOUT_S)
+    )
 
 
 def placed(base_url: str, account: Account, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -46,20 +70,28 @@ def placed(base_url: str, account: Account, items: Sequence[dict[str, Any]]) -> 
 
 
 def transition(base_url: str, account: Account, order_id: str, action: str) -> requests.Response:
-    return requests.post(
-        f"{base_url}/api/v1/orders/{order_id}/{action}", headers=account.headers, timeout=TIMEOUT_S
+    return conforming(
+        requests.post(
+            f"{base_url}/api/v1/orders/{order_id}/{action}",
+            headers=account.headers,
+            timeout=TIMEOUT_S,
+        )
     )
 
 
 def get_order(base_url: str, account: Account, order_id: str) -> requests.Response:
-    return requests.get(
-        f"{base_url}/api/v1/orders/{order_id}", headers=account.headers, timeout=TIMEOUT_S
+    return conforming(
+        requests.get(
+            f"{base_url}/api/v1/orders/{order_id}", headers=account.headers, timeout=TIMEOUT_S
+        )
     )
 
 
 def list_orders(base_url: str, account: Account, **params: Any) -> requests.Response:
-    return requests.get(
-        f"{base_url}/api/v1/orders", params=params, headers=account.headers, timeout=TIMEOUT_S
+    return conforming(
+        requests.get(
+            f"{base_url}/api/v1/orders", params=params, headers=account.headers, timeout=TIMEOUT_S
+        )
     )
 
 
@@ -87,7 +119,9 @@ def stock_of(product_service_url: str, product: dict[str, Any]) -> int:
 
 
 def assert_problem(response: requests.Response, status: int) -> dict[str, Any]:
+    """An order service problem+json answer with `status`, as its document describes it."""
     assert response.status_code == status, (response.status_code, response.text)
+    conforming(response)
     assert response.headers["Content-Type"].startswith(PROBLEM), response.headers
     problem: dict[str, Any] = response.json()
     assert problem["status"] == status

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -15,6 +19,7 @@ import requests
 from tests.e2e.orders.shop import (
     all_orders,
     assert_problem,
+    conforming,
     get_order,
     line,
     list_orders,
@@ -23,6 +28,7 @@ from tests.e2e.orders.shop import (
     stock_of,
     transition,
 )
+from tests.support.events import eventually
 from tests.support.processes import RunningProcess, free_port, run_cli, start_service
 
 pytestmark = pytest.mark.e2e
@@ -146,10 +152,7 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
                 continue
             for item in order["items"]:
                 ordered[item["productId"]] += item["quantity"]
-        held = {}
-        for product in products:
-            now = requests.get(f"{catalog.url}/api/v1/products/{product['id']}", timeout=10)
-            held[product["id"]] = product["stock"] - now.json()["stock"]
+        held = {p["id"]: p["stock"] - stock_of(catalog.url, p) for p in products}
         return held, {p["id"]: ordered[p["id"]] for p in products}
 
     # Attempts cut off mid-reservation are released by the worker after ATTEMPT_REPAIR_AFTER_S.
@@ -161,8 +164,20 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
     assert held == ordered, f"held {held} but ordered {ordered} ({statuses})"
 
 
+def outbox_pending(order_env: dict[str, str]) -> int:
+    """`python -m order_service outbox-status --json`, as an operator would run it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "order_service", "outbox-status", "--json"],
+        env={**os.environ, **order_env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(json.loads(done.stdout)["pending"])
+
+
 def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
-    order_service, order_worker, order_events, local_sqs, customer, new_product
+    order_service, order_service_env, order_worker, order_events, local_sqs, customer, new_product
 ):
     product = new_product(stock=100_000)
     # The relay works before the outage (and has resolved the queue URL).
@@ -176,20 +191,23 @@ def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
         while time.monotonic() - started < 10:
             during.append(placed(order_service.url, customer, [line(product)])["id"])
             time.sleep(0.1)
-        not_ready = requests.get(f"{order_service.url}/health/ready", timeout=20)
+        not_ready = conforming(requests.get(f"{order_service.url}/health/ready", timeout=20))
         assert not_ready.status_code == 503, not_ready.text
+        assert outbox_pending(order_service_env) >= len(during)
     finally:
         local_sqs.start()
 
     def arrived() -> bool:
         return all(order_events.event_types(order_id) for order_id in during)
 
-    order_events.wait_for(arrived, timeout_s=60, what=f"order_created of {len(during)} orders")
+    eventually(arrived, timeout_s=60, what=f"order_created of {len(during)} orders")
     time.sleep(1.0)
     for order_id in during:
         events = order_events.events(order_id)
         assert [e.event_type for e in events.values()] == ["order_created"], events
-    assert requests.get(f"{order_service.url}/health/ready", timeout=20).status_code == 200
+    ready = conforming(requests.get(f"{order_service.url}/health/ready", timeout=20))
+    assert ready.status_code == 200, ready.text
+    eventually(lambda: outbox_pending(order_service_env) == 0, what="an empty outbox")
 
 
 def test_an_order_placed_while_the_user_service_is_down_is_503_and_holds_nothing(

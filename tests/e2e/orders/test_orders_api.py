@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
 
 from tests.e2e.orders.shop import (
+    SPEC,
+    all_orders,
     assert_problem,
+    conforming,
     error_fields,
     get_order,
     line,
@@ -22,7 +27,6 @@ from tests.e2e.orders.shop import (
 )
 
 pytestmark = pytest.mark.e2e
-SPEC = Path(__file__).resolve().parents[3] / "order_service" / "openapi.yaml"
 
 
 def by_product(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -51,12 +55,24 @@ def test_a_customer_places_an_order_priced_by_the_catalog(
             {"productId": pen["id"], "quantity": 3, "price": "0.05"},
         ]
     )
-    assert order["createdAt"] and order["updatedAt"]
+    assert str(uuid.UUID(order["id"])) == order["id"]
+    assert uuid.UUID(order["id"]).version == 7
+    for stamp in (order["createdAt"], order["updatedAt"]):
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0), stamp
     assert stock_of(product_service.url, desk) == 8
     assert stock_of(product_service.url, pen) == 7
     fetched = get_order(order_service.url, customer, order["id"])
     assert fetched.status_code == 200
     assert fetched.json() == order
+
+
+def test_fifty_items_and_a_quantity_of_a_thousand_are_allowed(order_service, admin, new_product):
+    products = [new_product(price="0.01", stock=1000) for _ in range(50)]
+    items = [line(products[0], 1000)] + [line(p) for p in products[1:]]
+    response = place_order(order_service.url, admin, items)
+    assert response.status_code == 201, response.text
+    assert len(response.json()["items"]) == 50
+    assert response.json()["totalAmount"] == "10.49"
 
 
 def test_the_client_cannot_set_prices_or_totals(order_service, customer, new_product):
@@ -323,17 +339,8 @@ def test_an_admin_lists_everyones_orders_and_filters_by_user_and_status(
     assert [
         o["id"] for o in list_orders(order_service.url, alice, status="PAID").json()["items"]
     ] == [first["id"]]
-    # Unfiltered, the admin's newest page ends with the newest orders of everyone.
-    newest = set()
-    cursor = None
-    while True:
-        page = list_orders(
-            order_service.url, admin, limit=100, **({"cursor": cursor} if cursor else {})
-        ).json()
-        newest |= {o["id"] for o in page["items"]}
-        cursor = page["nextCursor"]
-        if cursor is None:
-            break
+    # Unfiltered, an admin's list holds everyone's orders.
+    newest = {o["id"] for o in all_orders(order_service.url, admin)}
     assert {first["id"], second["id"], third["id"]} <= newest
 
 
@@ -553,17 +560,42 @@ def test_cancel_publishes_order_cancelled_once(
     assert cancelled.body["userId"] == customer.id
 
 
+def test_the_request_id_travels_to_every_service_an_order_calls(
+    order_service, user_service, product_service, new_customer, new_product
+):
+    buyer = new_customer()
+    product = new_product()
+    request_id = f"e2e-trace-{random_id()}"
+    response = place_order(
+        order_service.url, buyer, [line(product)], headers={"X-Request-ID": request_id}
+    )
+    assert response.status_code == 201, response.text
+
+    def paths_logged(running: Any) -> set[str]:
+        lines = [json.loads(text) for text in running.log_text().splitlines() if request_id in text]
+        assert all(entry["request_id"] == request_id for entry in lines), lines
+        return {entry["path"] for entry in lines if "path" in entry}
+
+    assert "/api/v1/orders" in paths_logged(order_service)
+    assert f"/api/v1/users/{buyer.id}" in paths_logged(user_service)
+    assert {"/api/v1/products", "/api/v1/reservations"} <= paths_logged(product_service)
+
+
 # --- operations -------------------------------------------------------------------------------
 
 
 def test_health_readiness_metrics_and_the_document(order_service, order_worker):
-    assert requests.get(f"{order_service.url}/health", timeout=5).json() == {"status": "ok"}
-    ready = requests.get(f"{order_service.url}/health/ready", timeout=10)
+    def get(path: str) -> requests.Response:
+        return conforming(requests.get(f"{order_service.url}{path}", timeout=20))
+
+    assert get("/health").json() == {"status": "ok"}
+    ready = get("/health/ready")
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ok"}
-    metrics = requests.get(f"{order_service.url}/metrics", timeout=5)
+    metrics = get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["Content-Type"].startswith("text/plain")
-    document = requests.get(f"{order_service.url}/openapi.yaml", timeout=5)
+    assert "order" in metrics.text
+    document = get("/openapi.yaml")
     assert document.status_code == 200
     assert document.text == SPEC.read_text(encoding="utf-8")
