@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
@@ -56,11 +57,35 @@ class JwksKeySource:
 
 
 class TokenVerifier:
-    def __init__(self, key_source: KeySource, *, issuer: str) -> None:
+    """Verifies each distinct token once and remembers the result until the token expires:
+    callers send the same token many times (the order service's service token above all), and
+    an RSA check plus PyJWT's parsing is most of what authentication costs."""
+
+    def __init__(
+        self,
+        key_source: KeySource,
+        *,
+        issuer: str,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._keys = key_source
         self._issuer = issuer
+        self._cache_size = cache_size
+        self._clock = clock
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def verify(self, token: str) -> Principal:
+        remembered = self._verified.get(token)
+        if remembered is not None and self._clock() < remembered[1]:
+            return remembered[0]
+        principal, expires_at = self._verify_signature_and_claims(token)
+        if len(self._verified) >= self._cache_size:
+            self._verified.clear()  # bounded memory; forgetting only costs a re-verification
+        self._verified[token] = (principal, expires_at)
+        return principal
+
+    def _verify_signature_and_claims(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -83,7 +108,8 @@ class TokenVerifier:
             raise Unauthorized("The bearer token has expired.") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized("The bearer token is invalid.") from exc
-        return _principal_from(claims)
+        # Remembered no longer than PyJWT itself would accept it (exp plus the allowed skew).
+        return _principal_from(claims), float(claims["exp"]) + _CLOCK_SKEW_S
 
 
 def _principal_from(claims: dict[str, Any]) -> Principal:
