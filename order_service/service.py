@@ -30,7 +30,7 @@ from common.errors import (
     field_error,
 )
 from common.ids import new_id
-from common.money import format_money
+from common.money import MAX_AMOUNT, format_money
 from order_service.clients import ProductCatalog, ReservationLine, UserDirectory
 from order_service.repository import (
     ABANDONED,
@@ -164,6 +164,15 @@ class OrderService:
         ]
         if unknown:
             raise Unprocessable("Some items name products that do not exist.", errors=unknown)
+        total = sum(
+            (prices[line.product_id].price * line.quantity for line in lines), Decimal("0.00")
+        )
+        if total > MAX_AMOUNT:
+            # DECIMAL(12,2) cannot hold it; refused before any stock is touched.
+            raise Unprocessable(
+                "The order's total is more than an order can hold.",
+                errors=[field_error("items", f"the total must be at most {MAX_AMOUNT}")],
+            )
         # The attempt id is the reservation id, so a retried reserve never takes stock twice.
         self._catalog.reserve(attempt_id, lines)
         now = self._clock()
@@ -175,7 +184,7 @@ class OrderService:
             id=new_id(),
             user_id=user_id,
             status=PENDING,
-            total_amount=sum((line.price * line.quantity for line in items), Decimal("0.00")),
+            total_amount=total,
             reservation_id=attempt_id,
             items=items,
             created_at=now,

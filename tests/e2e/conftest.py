@@ -179,7 +179,6 @@ class OrderStack:
             "SERVICE_PASSWORD": SERVICE[1],
             **self.local_sqs.environment(),
             "ORDER_EVENTS_QUEUE": QUEUE_NAME,
-            "RELAY_IDLE_POLL_S": "0.05",
             "PYTHONUNBUFFERED": "1",
             **overrides,
         }

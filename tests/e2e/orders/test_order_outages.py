@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.e2e.conftest import OrderStack
 from tests.e2e.orders.shop import (
     all_orders,
     assert_problem,
@@ -25,6 +26,7 @@ from tests.e2e.orders.shop import (
     list_orders,
     place_order,
     placed,
+    random_id,
     stock_of,
     transition,
 )
@@ -71,6 +73,14 @@ def catalog(databases, product_service_env, log_dir):
     catalog.stop()
 
 
+@pytest.fixture
+def own_order_stack(databases, log_dir, user_service, local_sqs):
+    """Order services and relays for one test, stopped when it ends."""
+    stack = OrderStack(databases, log_dir, user_service, local_sqs)
+    yield stack
+    stack.stop_all()
+
+
 class OrderPlacer:
     """Threads placing small orders back to back until stopped; keeps every answer."""
 
@@ -108,11 +118,11 @@ class OrderPlacer:
 
 
 def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
-    order_stack, catalog, admin, new_customer, new_product
+    own_order_stack, catalog, admin, new_customer, new_product
 ):
-    order_env = order_stack.environment(catalog.url, ATTEMPT_REPAIR_AFTER_S="2")
-    orders = order_stack.service(order_env, name="order_service-outage")
-    order_stack.worker(order_env, name="order_worker-outage")
+    order_env = own_order_stack.environment(catalog.url, ATTEMPT_REPAIR_AFTER_S="2")
+    orders = own_order_stack.service(order_env, name="order_service-outage")
+    own_order_stack.worker(order_env, name="order_worker-outage")
     products = [new_product(stock=100_000, url=catalog.url) for _ in range(3)]
     buyers = [new_customer(), new_customer()]
 
@@ -126,11 +136,30 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
         assert_problem(refused, 503)
         assert int(refused.headers["Retry-After"]) >= 1
         assert get_order(orders.url, buyers[0], to_cancel["id"]).json()["status"] == "PENDING"
+        # A client that retries with its Idempotency-Key, as a 503 invites it to.
+        key = random_id()
+        first_try = place_order(orders.url, buyers[1], [line(products[1], 4)], key=key)
+        assert_problem(first_try, 503)
         time.sleep(2.5)
         catalog.start()
         time.sleep(1.5)
     cancelled = transition(orders.url, buyers[0], to_cancel["id"], "cancel")
     assert cancelled.status_code == 200, cancelled.text
+    retries: list[requests.Response] = []
+
+    def retried() -> bool:
+        retries.append(place_order(orders.url, buyers[1], [line(products[1], 4)], key=key))
+        if retries[-1].status_code == 201:
+            return True
+        time.sleep(0.5)  # less than the Retry-After it was given, to see the 409s too
+        return False
+
+    # In flight (409) until the worker has given back what the failed try may hold.
+    eventually(retried, timeout_s=20, what="the retried key to place its order")
+    assert {r.status_code for r in retries[:-1]} <= {409, 503}, [r.text for r in retries]
+    keyed_order = retries[-1].json()["id"]
+    again = place_order(orders.url, buyers[1], [line(products[1], 4)], key=key)
+    assert (again.status_code, again.json()["id"]) == (200, keyed_order)
 
     statuses = Counter(status for status, _, _ in placer.answers)
     assert set(statuses) <= {201, 503}, [a for a in placer.answers if a[0] not in {201, 503}][:5]
@@ -143,7 +172,7 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
     def existing_orders() -> list[dict[str, Any]]:
         return [o for b in buyers for o in all_orders(orders.url, admin, userId=b.id)]
 
-    assert {o["id"] for o in existing_orders()} == created | {to_cancel["id"]}
+    assert {o["id"] for o in existing_orders()} == created | {to_cancel["id"], keyed_order}
 
     def held_and_ordered() -> tuple[dict[str, int], dict[str, int]]:
         ordered: dict[str, int] = defaultdict(int)

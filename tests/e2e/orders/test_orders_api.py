@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,6 +143,60 @@ def test_an_unknown_product_is_422_and_nothing_is_kept(
     assert "items.1.productId" in error_fields(problem)
     assert stock_of(product_service.url, product) == 5
     assert list_orders(order_service.url, buyer).json()["items"] == []
+
+
+def test_a_total_too_large_to_record_is_422_and_nothing_is_kept(
+    order_service, product_service, new_customer, new_product
+):
+    buyer = new_customer()
+    # Each price is storable; twice the dearest is more than DECIMAL(12,2) holds.
+    dearest = new_product(price="9999999999.99", stock=10)
+    problem = assert_problem(place_order(order_service.url, buyer, [line(dearest, 2)]), 422)
+    assert "items" in error_fields(problem)
+    assert stock_of(product_service.url, dearest) == 10
+    assert list_orders(order_service.url, buyer).json()["items"] == []
+
+
+def test_an_order_keeps_the_price_it_was_placed_at(
+    order_service, product_service, admin, customer, new_product
+):
+    product = new_product(price="10.00")
+    key = random_id()
+    order = place_order(order_service.url, customer, [line(product, 2)], key=key).json()
+    repriced = requests.patch(
+        f"{product_service.url}/api/v1/products/{product['id']}",
+        json={"price": "25.00"},
+        headers=admin.headers,
+        timeout=10,
+    )
+    assert repriced.status_code == 200, repriced.text
+
+    for seen in (
+        get_order(order_service.url, customer, order["id"]).json(),
+        place_order(order_service.url, customer, [line(product, 2)], key=key).json(),
+    ):
+        assert seen["totalAmount"] == "20.00"
+        assert seen["items"][0]["price"] == "10.00"
+    later = placed(order_service.url, customer, [line(product, 2)])
+    assert (later["totalAmount"], later["items"][0]["price"]) == ("50.00", "25.00")
+
+
+def test_an_archived_product_cannot_be_ordered_but_its_orders_still_resolve(
+    order_service, product_service, admin, customer, new_product
+):
+    product = new_product(stock=10)
+    order = placed(order_service.url, customer, [line(product, 3)])
+    archived = requests.delete(
+        f"{product_service.url}/api/v1/products/{product['id']}", headers=admin.headers, timeout=10
+    )
+    assert archived.status_code == 204, archived.text
+
+    problem = assert_problem(place_order(order_service.url, customer, [line(product)]), 422)
+    assert "items.0.productId" in error_fields(problem)
+    assert get_order(order_service.url, customer, order["id"]).status_code == 200
+    cancelled = transition(order_service.url, customer, order["id"], "cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert stock_of(product_service.url, product) == 10
 
 
 def test_short_stock_is_409_naming_every_short_item_and_nothing_is_kept(
@@ -473,6 +528,21 @@ def test_keys_are_scoped_to_the_user_and_no_key_means_a_new_order(
     assert stock_of(product_service.url, product) == 6
 
 
+def test_keys_that_differ_only_in_case_are_different_keys(
+    order_service, product_service, new_customer, new_product
+):
+    buyer = new_customer()
+    product = new_product(stock=10)
+    upper = place_order(order_service.url, buyer, [line(product)], key="Order-Key-A")
+    lower = place_order(order_service.url, buyer, [line(product)], key="order-key-a")
+    other_body = place_order(order_service.url, buyer, [line(product, 2)], key="ORDER-KEY-A")
+    assert [r.status_code for r in (upper, lower, other_body)] == [201, 201, 201], [
+        r.text for r in (upper, lower, other_body)
+    ]
+    assert len({r.json()["id"] for r in (upper, lower, other_body)}) == 3
+    assert stock_of(product_service.url, product) == 6
+
+
 def test_idempotency_keys_are_1_to_255_characters(order_service, customer, new_product):
     product = new_product()
     longest = place_order(order_service.url, customer, [line(product)], key="k" * 255)
@@ -545,6 +615,9 @@ def test_each_state_change_publishes_its_event(
     assert paid.body["status"] == "PAID"
     assert paid.body["orderId"] == order["id"]
     assert paid.body["eventId"] != body["eventId"]
+    # The repeated pay changed nothing, so it published nothing either.
+    time.sleep(1.0)
+    assert order_events.event_types(order["id"]) == ["order_created", "order_paid"]
 
 
 def test_cancel_publishes_order_cancelled_once(
@@ -558,6 +631,8 @@ def test_cancel_publishes_order_cancelled_once(
     assert cancelled.attributes["eventType"] == "order_cancelled"
     assert cancelled.body["status"] == "CANCELLED"
     assert cancelled.body["userId"] == customer.id
+    time.sleep(1.0)
+    assert order_events.event_types(order["id"]) == ["order_cancelled", "order_created"]
 
 
 def test_the_request_id_travels_to_every_service_an_order_calls(
@@ -584,9 +659,14 @@ def test_the_request_id_travels_to_every_service_an_order_calls(
 # --- operations -------------------------------------------------------------------------------
 
 
-def test_health_readiness_metrics_and_the_document(order_service, order_worker):
+def test_health_readiness_metrics_and_the_document(
+    order_service, order_worker, customer, new_product
+):
     def get(path: str) -> requests.Response:
         return conforming(requests.get(f"{order_service.url}{path}", timeout=20))
+
+    order = placed(order_service.url, customer, [line(new_product())])
+    assert get_order(order_service.url, customer, order["id"]).status_code == 200
 
     assert get("/health").json() == {"status": "ok"}
     ready = get("/health/ready")
@@ -595,7 +675,21 @@ def test_health_readiness_metrics_and_the_document(order_service, order_worker):
     metrics = get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["Content-Type"].startswith("text/plain")
-    assert "order" in metrics.text
+    series = [text for text in metrics.text.splitlines() if not text.startswith("#")]
+
+    def counted(route: str, status: str) -> bool:
+        return any(
+            text.startswith("http_requests_total{")
+            and f'route="{route}"' in text
+            and f'status="{status}"' in text
+            for text in series
+        )
+
+    # One series per route (the rule, not the path) and status, with latency histograms.
+    assert counted("/api/v1/orders", "201")
+    assert counted("/api/v1/orders/<id:order_id>", "200")
+    assert not any(order["id"] in text for text in series)
+    assert any(text.startswith("http_request_duration_seconds_bucket{") for text in series)
     document = get("/openapi.yaml")
     assert document.status_code == 200
     assert document.text == SPEC.read_text(encoding="utf-8")
