@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import requests
 import sqlalchemy as sa
 
-from devstack.stack import SERVICES, Supervisor, local_environment, start_system
+from devstack.stack import (
+    SERVICES,
+    Supervisor,
+    local_environment,
+    start_system,
+    wait_until_answering,
+)
 
 ADMIN = ("bench-admin", "bench-admin-password")
 
@@ -54,21 +58,11 @@ def start(server_url: str, log: TextIO, overrides: dict[str, str]) -> System:
     supervisor = Supervisor(output=log)
     start_system(supervisor, env)
     system = System(env, supervisor, database_urls)
-    for spec in SERVICES:
-        _wait_ready(f"{spec.url}/health/ready")
+    not_ready = wait_until_answering([f"{spec.url}/health/ready" for spec in SERVICES], 60)
+    if not_ready:
+        system.stop()
+        raise TimeoutError(f"not ready after 60 s: {', '.join(not_ready)}")
     return system
-
-
-def _wait_ready(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout_s}s")
 
 
 def results_dir() -> Path:

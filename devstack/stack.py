@@ -192,21 +192,28 @@ def run() -> int:
     env = local_environment()
     supervisor = Supervisor()
     services = start_system(supervisor, env)
-    _wait_until_serving(services)
+    # The banner says "running" only once every service answers (or the wait gives up).
+    wait_until_answering([f"{spec.url}/health" for spec in services])
     supervisor.announce(banner(services, env))
     return supervisor.wait()
 
 
-def _wait_until_serving(services: list[ServiceSpec], timeout_s: float = 30.0) -> None:
-    """The banner says "running" only once every service answers (or the wait gives up)."""
+def wait_until_answering(urls: list[str], timeout_s: float = 30.0) -> list[str]:
+    """Waits, within one overall deadline, for each URL to answer 200; returns those that
+    never did."""
     deadline = time.monotonic() + timeout_s
-    for spec in services:
-        while time.monotonic() < deadline:
+    silent = []
+    for url in urls:
+        while True:
             try:
-                with urllib.request.urlopen(f"{spec.url}/health", timeout=1):  # noqa: S310
+                with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own http URLs
                     break
             except OSError:
+                if time.monotonic() >= deadline:
+                    silent.append(url)
+                    break
                 time.sleep(0.2)
+    return silent
 
 
 def start_system(supervisor: Supervisor, env: dict[str, str]) -> list[ServiceSpec]:

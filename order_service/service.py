@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import structlog
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from common.auth import Principal
@@ -236,36 +235,31 @@ class OrderService:
 
     # -- pay and cancel ---------------------------------------------------------------------
 
-    @retry_on_deadlock
     def pay_order(self, order_id: str, principal: Principal) -> Order:
-        with self._db.transaction() as connection:
-            orders = OrderRepository(connection)
-            order = _visible(orders.get(order_id, for_update=True), principal)
-            if order.status == PAID:
-                return order
-            if order.status == CANCELLED:
-                raise Conflict("The order is cancelled; it can no longer be paid.")
-            return self._move_to(connection, order, PAID, ORDER_PAID)
+        return self._settle(order_id, principal, PAID)
+
+    def cancel_order(self, order_id: str, principal: Principal) -> Order:
+        return self._settle(order_id, principal, CANCELLED)
 
     @retry_on_deadlock
-    def cancel_order(self, order_id: str, principal: Principal) -> Order:
+    def _settle(self, order_id: str, principal: Principal, status: str) -> Order:
+        """PENDING becomes PAID or CANCELLED once; the same move again is answered with the
+        order as it is, the other move is a conflict."""
         with self._db.transaction() as connection:
             orders = OrderRepository(connection)
-            # The row lock makes a concurrent pay wait, so only one of the two can win.
+            # The row lock makes a concurrent pay or cancel wait, so only one of them wins.
             order = _visible(orders.get(order_id, for_update=True), principal)
-            if order.status == CANCELLED:
+            if order.status == status:
                 return order
-            if order.status == PAID:
-                raise Conflict("The order is paid; it can no longer be cancelled.")
-            # Released while the lock is held: if the product service is down this raises,
-            # the transaction rolls back and the order stays PENDING with its stock held.
-            self._catalog.release(order.reservation_id)
-            return self._move_to(connection, order, CANCELLED, ORDER_CANCELLED)
-
-    def _move_to(self, connection: Connection, order: Order, status: str, event_type: str) -> Order:
-        changed = replace(order, status=status, updated_at=self._clock())
-        OrderRepository(connection).set_status(order.id, status, changed.updated_at)
-        OutboxRepository(connection).add(self._event(changed, event_type))
+            if order.status != PENDING:
+                raise Conflict(f"The order is {order.status.lower()}; it can no longer change.")
+            if status == CANCELLED:
+                # Released while the lock is held: if the product service is down this raises,
+                # the transaction rolls back and the order stays PENDING with its stock held.
+                self._catalog.release(order.reservation_id)
+            changed = replace(order, status=status, updated_at=self._clock())
+            orders.set_status(order.id, status, changed.updated_at)
+            OutboxRepository(connection).add(self._event(changed, _EVENT_OF_STATUS[status]))
         return changed
 
     # -- reading ----------------------------------------------------------------------------
@@ -310,6 +304,7 @@ class OrderService:
 
 
 _EVENT_FIELDS = ("userId", "status", "totalAmount", "items")
+_EVENT_OF_STATUS = {PAID: ORDER_PAID, CANCELLED: ORDER_CANCELLED}
 
 
 def _orderer(command: PlaceOrder, principal: Principal) -> str:

@@ -96,9 +96,16 @@ class UserService:
         with self._db.transaction() as connection:
             existing = UserRepository(connection).by_username(username)
         if existing is None:
-            return self._create(
-                username, f"{username.lower()}@accounts.shop.invalid", password, role
-            )
+            try:
+                return self._create(
+                    username, f"{username.lower()}@accounts.shop.invalid", password, role
+                )
+            except Conflict:
+                # Replicas starting together each ensure the same account; one creates it.
+                with self._db.transaction() as connection:
+                    existing = UserRepository(connection).by_username(username)
+                if existing is None:
+                    raise
         if existing.role != role or not self._verify(existing.password_hash, password):
             with self._db.transaction() as connection:
                 UserRepository(connection).update_credentials(

@@ -8,7 +8,18 @@ set -eu
 
 if [ "$#" -eq 0 ] || [ "$1" = "serve" ]; then
     if [ "${RUN_MIGRATIONS:-1}" = "1" ]; then
-        python -m "${SERVICE_PACKAGE}" prestart
+        # Retried, a few seconds apart: the database may still be starting, and replicas that
+        # start together on an empty user database race to create the configured accounts
+        # (the losers' retry finds them). Migrations themselves are no-ops at head.
+        attempt=1
+        until python -m "${SERVICE_PACKAGE}" prestart; do
+            if [ "$attempt" -ge "${PRESTART_ATTEMPTS:-5}" ]; then
+                echo "shop-entrypoint: prestart failed $attempt times; giving up" >&2
+                exit 1
+            fi
+            attempt=$((attempt + 1))
+            sleep 3
+        done
     fi
     exec gunicorn -c python:common.gunicorn_conf --bind "0.0.0.0:${PORT}" \
         "${SERVICE_PACKAGE}.app:create_app()"

@@ -1,13 +1,17 @@
-"""Replicas start together and each runs `prestart`: the migrations must take turns."""
+"""Replicas start together and each runs `prestart`: they must all come up."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
+from tests.support.dockerfiles import REPOSITORY
+from tests.support.tokens import signing_key_pem
 
 pytestmark = pytest.mark.deploy
 
@@ -40,3 +44,44 @@ def test_replicas_migrating_one_fresh_database_at_once(databases, database_backe
     engine.dispose()
     assert len(versions) == 1
     assert {"orders", "order_items", "order_attempts", "outbox"} <= tables
+
+
+@pytest.mark.timeout(120)
+def test_replicas_starting_together_on_an_empty_user_database(databases, tmp_path):
+    """Each runs the image's entrypoint; their prestarts race to create the same accounts,
+    and the entrypoint's retry lets every replica go on to start its server."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    # Stands in for gunicorn: the server itself is not what this test is about.
+    (fake_bin / "gunicorn").write_text("#!/bin/sh\necho gunicorn would start\n")
+    (fake_bin / "gunicorn").chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{fake_bin}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "SERVICE_PACKAGE": "user_service",
+        "PORT": "0",
+        "USER_DATABASE_URL": databases.create("concurrent_prestart"),
+        "JWT_PRIVATE_KEY": signing_key_pem(),
+        "ADMIN_USERNAME": "replica-admin",
+        "ADMIN_PASSWORD": "replica-admin-password",
+        "SERVICE_USERNAME": "replica-service",
+        "SERVICE_PASSWORD": "replica-service-password",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "1024",
+        "ARGON2_PARALLELISM": "1",
+    }
+    entrypoint = REPOSITORY / "deploy" / "docker" / "entrypoint.sh"
+    replicas = [
+        subprocess.Popen(
+            ["sh", str(entrypoint), "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(REPLICAS)
+    ]
+    outputs = [replica.communicate(timeout=100)[0] for replica in replicas]
+    for replica, output in zip(replicas, outputs, strict=True):
+        assert replica.returncode == 0, output
+        assert "gunicorn would start" in output, output

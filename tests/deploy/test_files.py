@@ -7,11 +7,16 @@ setting is one a service actually reads, and that the pieces agree with each oth
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from order_service.settings import OrderSettings
@@ -36,6 +41,7 @@ OUTSIDE_SETTINGS = {
     "PORT",
     "SERVICE_PACKAGE",
     "RUN_MIGRATIONS",
+    "PRESTART_ATTEMPTS",
     "PYTHONUNBUFFERED",
 }
 
@@ -151,7 +157,13 @@ def test_k8s_base_http_services():
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         secrets = [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e]
         assert secrets == [f"{name}-secrets"]
-        assert pdbs[name]["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == name
+        # Selectors name the HTTP pods only: the migration Job's pods share the name label.
+        http_pods = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "http"}
+        assert deployments[name]["spec"]["selector"]["matchLabels"] == http_pods
+        assert services[name]["spec"]["selector"] == http_pods
+        assert pdbs[name]["spec"]["selector"]["matchLabels"] == http_pods
+        job_labels = jobs[f"{name}-migrate"]["spec"]["template"]["metadata"]["labels"]
+        assert job_labels["app.kubernetes.io/component"] != "http"
         assert hpas[name]["spec"]["scaleTargetRef"]["name"] == name
         assert "replicas" not in deployments[name]["spec"], "the HPA owns the replica count"
         job = _container(jobs[f"{name}-migrate"])
@@ -207,3 +219,36 @@ def test_k8s_overlays():
         assert _base("Deployment")[name]["spec"]["template"]["spec"]["serviceAccountName"] == (
             "order-service"
         )
+
+
+def test_local_secrets_script_makes_secrets_that_agree():
+    """DRY_RUN=1 prints what create-secrets.sh would apply: each database URL must carry its
+    database's password, and both services the same service-account password."""
+    if not shutil.which("kubectl") or not shutil.which("openssl"):
+        pytest.skip("create-secrets.sh needs kubectl and openssl")
+    script = K8S / "overlays" / "local" / "create-secrets.sh"
+    done = subprocess.run(
+        ["bash", str(script)],
+        env={**os.environ, "DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    secrets = {
+        d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in d["data"].items()}
+        for d in yaml.safe_load_all(done.stdout)
+        if d
+    }
+    for package in HTTP:
+        short = package.removesuffix("_service")
+        service = secrets[f"{short}-service-secrets"]
+        url = sa.make_url(service[f"{short.upper()}_DATABASE_URL"])
+        assert url.host == f"{short}-db" and url.username == "shop"
+        assert url.password == secrets[f"{short}-db-secrets"]["MYSQL_PASSWORD"]
+        _assert_read_by(package, set(service))
+    service_passwords = {
+        secrets[f"{s}-service-secrets"]["SERVICE_PASSWORD"] for s in ("user", "order")
+    }
+    assert len(service_passwords) == 1
+    assert "BEGIN PRIVATE KEY" in secrets["user-service-secrets"]["JWT_PRIVATE_KEY"]

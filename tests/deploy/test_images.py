@@ -127,6 +127,12 @@ def test_image_build_and_entrypoint_replayed(service, databases, image_layers, t
     ).stdout
     assert str(replay.host("/opt/venv")) in located
 
+    # The containers run with a read-only root filesystem and a writable /tmp.
+    scratch = tmp_path / "container-tmp"
+    scratch.mkdir()
+    env["TMPDIR"] = str(scratch)
+    before = _files(replay.root)
+
     command = replay.command(final)
     assert command[1:] == ["serve"]
     log_path = tmp_path / f"{service}.log"
@@ -169,6 +175,20 @@ def test_image_build_and_entrypoint_replayed(service, databases, image_layers, t
                 server.wait()
     text = log_path.read_text(errors="replace")
     assert "database at head" in text, text[-3000:]
+    written = {path for path, stamp in _files(replay.root).items() if before.get(path) != stamp}
+    assert not written, f"wrote outside /tmp, which is read-only in the container: {written}"
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under root with its (size, mtime in ns)."""
+    found = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                stat = os.stat(path)
+                found[path] = (stat.st_size, stat.st_mtime_ns)
+    return found
 
 
 def _healthcheck_argv(probe: str, venv_python: Path) -> list[str]:

@@ -466,3 +466,26 @@ class TestConfiguredAccounts:
         assert login(client, username, "first-password").status_code == 401
         token = login(client, username, "second-password").get_json()["accessToken"]
         assert jwt.decode(token, options={"verify_signature": False})["role"] == "admin"
+
+    def test_replicas_ensuring_one_account_together_all_succeed(self, user_app):
+        """Several replicas run `prestart` at once: each must find or create the account."""
+        import threading
+
+        service = user_app.extensions["user_service"]
+        username = unique("svc")
+        barrier = threading.Barrier(4)
+        outcomes: list[object] = []
+
+        def ensure() -> None:
+            barrier.wait()
+            try:
+                outcomes.append(service.ensure_account(username, "replica-pass", "service").id)
+            except Exception as exc:  # collected, so the assertion names what went wrong
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=ensure) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(set(outcomes)) == 1, outcomes
