@@ -50,6 +50,33 @@ def test_twenty_concurrent_requests_with_one_key_place_one_order(
     assert (repeat.status_code, repeat.json()["id"]) == (200, order["id"])
 
 
+def test_one_key_raced_with_two_bodies_places_one_order(
+    order_service, product_service, new_customer, new_product
+):
+    buyer = new_customer()
+    product = new_product(stock=100)
+    key = random_id()
+    bodies = [[line(product, 1)], [line(product, 2)]]
+
+    answers = all_at_once(
+        [partial(place_order, order_service.url, buyer, bodies[i % 2], key=key) for i in range(16)]
+    )
+
+    statuses = Counter(answer.status_code for answer in answers)
+    assert set(statuses) <= {200, 201, 409, 422}, [(a.status_code, a.text) for a in answers]
+    assert statuses[201] == 1, statuses
+    (winner,) = [a.json() for a in answers if a.status_code == 201]
+    quantity = winner["items"][0]["quantity"]
+    for index, answer in enumerate(answers):
+        same_body = bodies[index % 2][0]["quantity"] == quantity
+        if answer.status_code == 200:
+            assert same_body and answer.json()["id"] == winner["id"]
+        if answer.status_code == 422:
+            assert not same_body, answer.text
+    assert [o["id"] for o in all_orders(order_service.url, buyer)] == [winner["id"]]
+    assert stock_of(product_service.url, product) == 100 - quantity
+
+
 def test_thirty_concurrent_orders_for_five_in_stock_sell_exactly_five(
     order_service, product_service, admin, new_customer, new_product
 ):
