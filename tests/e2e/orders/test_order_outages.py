@@ -268,3 +268,20 @@ def test_an_order_placed_while_the_user_service_is_down_is_503_and_holds_nothing
     retried = place_order(order_service.url, buyer, [line(product, 2)])
     assert retried.status_code == 201, retried.text
     assert stock_of(product_service.url, product) == 3
+
+
+def test_events_outlive_a_crashed_relay(
+    order_stack, order_service, order_service_env, order_worker, order_events, customer, new_product
+):
+    product = new_product()
+    order_worker.kill()
+    during = [placed(order_service.url, customer, [line(product)])["id"] for _ in range(5)]
+    time.sleep(0.5)
+    assert not any(order_events.event_types(order_id) for order_id in during)
+    # The session's relay comes back as a new process; stop_all stops it at the end.
+    order_worker.process = order_stack.worker(order_service_env, name="order_worker").process
+
+    def arrived() -> bool:
+        return all(order_events.event_types(order_id) == ["order_created"] for order_id in during)
+
+    eventually(arrived, timeout_s=30, what="order_created of the orders placed without a relay")
