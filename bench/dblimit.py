@@ -1,60 +1,39 @@
-"""The database's own limit for the work of one order: the same use cases, with no HTTP.
+"""The database's own limit for the work of one order: its SQL, straight from Python.
 
-Each order runs the order service's `place_order` in-process, with the product service's
-`reserve_items` use case standing where the HTTP call to it stands, so the SQL is exactly the
-SQL of an order placed over HTTP (journal the attempt; reservation rows and conditional stock
-updates; order, items and outbox row) but without web servers, JSON or tokens. Prices come from
-memory, as the issue defines the limit by the writes. Two processes (one per core) share the
-threads, so the GIL of one interpreter is not what is measured.
+Each order runs the statements an order placed over HTTP makes the databases run, in the same
+transactions and the same lock order, through the bare driver (PyMySQL): no web servers, no
+JSON, no tokens, no ORM. Product DB: read the prices; then lock the rows in id order, write
+the reservation lines, take the stock with one conditional update. Order DB: journal the
+attempt; then complete it and write the order, its items and its outbox row. Two processes
+(one per core) share the threads, so one interpreter's GIL is not what is measured.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
+
+import pymysql
+import sqlalchemy as sa
 
 from bench.setup import INITIAL_STOCK
 from bench.system import fresh_databases
-from common.auth import Principal
-from common.db import Database
+from common.ids import new_id
 from common.migrations import upgrade_to_head
 from order_service.app import MIGRATIONS_DIR as ORDER_MIGRATIONS
-from order_service.clients import ProductPrice, ReservationLine
-from order_service.service import OrderService, PlaceOrder
 from product_service.app import MIGRATIONS_DIR as PRODUCT_MIGRATIONS
-from product_service.service import ProductFields, ProductService
 
 PROCESSES = 2
-
-
-class InProcessCatalog:
-    """The product service's use cases called directly instead of over HTTP."""
-
-    def __init__(self, products: ProductService, product_ids: Sequence[str]) -> None:
-        self._products = products
-        self._prices = {pid: ProductPrice(pid, Decimal("9.99")) for pid in product_ids}
-
-    def prices(self, product_ids: Sequence[str]) -> dict[str, ProductPrice]:
-        return {pid: self._prices[pid] for pid in product_ids if pid in self._prices}
-
-    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> None:
-        self._products.reserve_items(
-            reservation_id, [(line.product_id, line.quantity) for line in lines]
-        )
-
-    def release(self, reservation_id: str) -> None:
-        self._products.release_reservation(reservation_id)
-
-
-class EveryUserExists:
-    """The user check is an HTTP call in the service that writes nothing: no cost here."""
-
-    def require_user(self, user_id: str) -> None:
-        return None
+Connection = Any  # a PyMySQL connection (the driver ships no type hints)
+BATCH_MARKER = "00000000-0000-0000-0000-000000000000"
 
 
 def prepare(server_url: str, products: int) -> tuple[dict[str, str], list[str]]:
@@ -62,9 +41,18 @@ def prepare(server_url: str, products: int) -> tuple[dict[str, str], list[str]]:
     urls = fresh_databases(server_url, prefix="shop_bench_limit")
     upgrade_to_head(urls["PRODUCT_DATABASE_URL"], PRODUCT_MIGRATIONS)
     upgrade_to_head(urls["ORDER_DATABASE_URL"], ORDER_MIGRATIONS)
-    catalog = ProductService(Database.from_url(urls["PRODUCT_DATABASE_URL"]))
-    fields = ProductFields("Limit item", "", Decimal("9.99"), INITIAL_STOCK)
-    return urls, [catalog.create_product(fields).id for _ in range(products)]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    product_ids = [new_id() for _ in range(products)]
+    engine = sa.create_engine(urls["PRODUCT_DATABASE_URL"], poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO products (id, name, description, price, stock, created_at, "
+                "updated_at) VALUES (:id, 'Limit item', '', 9.99, :stock, :now, :now)"
+            ),
+            [{"id": pid, "stock": INITIAL_STOCK, "now": now} for pid in product_ids],
+        )
+    return urls, product_ids
 
 
 def measure(
@@ -89,6 +77,22 @@ def measure(
         return sum(counts) / duration_s
 
 
+def _connect(url: str) -> Connection:
+    parsed = sa.make_url(url)
+    connection = pymysql.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 3306,
+        user=parsed.username or "root",
+        password=parsed.password or "",
+        database=parsed.database,
+        autocommit=False,
+    )
+    with connection.cursor() as cursor:
+        # The services' isolation level (common/db.py).
+        cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    return connection
+
+
 def _place_orders(
     database_urls: dict[str, str],
     product_ids: list[str],
@@ -96,25 +100,19 @@ def _place_orders(
     duration_s: float,
     seed: int,
 ) -> int:
-    products = ProductService(Database.from_url(database_urls["PRODUCT_DATABASE_URL"]))
-    orders = OrderService(
-        Database.from_url(database_urls["ORDER_DATABASE_URL"]),
-        InProcessCatalog(products, product_ids),
-        EveryUserExists(),
-    )
-    customer = Principal(user_id="00000000-0000-7000-8000-00000000bec4", role="customer")
     placed = [0] * threads
     deadline = time.monotonic() + duration_s
 
     def shopper(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
+        products = _connect(database_urls["PRODUCT_DATABASE_URL"])
+        orders = _connect(database_urls["ORDER_DATABASE_URL"])
         while time.monotonic() < deadline:
-            lines = tuple(
-                ReservationLine(product_id, rng.randint(1, 3))
-                for product_id in rng.sample(product_ids, rng.randint(1, 3))
-            )
-            orders.place_order(PlaceOrder(None, lines, None), customer)
+            wanted = {pid: rng.randint(1, 3) for pid in rng.sample(product_ids, rng.randint(1, 3))}
+            _one_order(products, orders, wanted)
             placed[index] += 1
+        products.close()
+        orders.close()
 
     workers = [threading.Thread(target=shopper, args=(i,)) for i in range(threads)]
     for worker in workers:
@@ -122,3 +120,78 @@ def _place_orders(
     for worker in workers:
         worker.join()
     return sum(placed)
+
+
+def _one_order(products: Connection, orders: Connection, wanted: dict[str, int]) -> None:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    attempt_id, order_id = new_id(), new_id()
+    ids = sorted(wanted)
+    user_id = "00000000-0000-7000-8000-00000000bec4"
+    with orders.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO order_attempts (id, user_id, idempotency_key, request_hash, state, "
+            "order_id, created_at, updated_at) VALUES (%s, %s, %s, %s, 'in_flight', NULL, %s, %s)",
+            (attempt_id, user_id, str(uuid.uuid4()), "0" * 64, now, now),
+        )
+    orders.commit()
+    with products.cursor() as cursor:
+        prices_sql = f"SELECT id, price FROM products WHERE id IN ({_marks(ids)})"  # noqa: S608
+        cursor.execute(prices_sql, ids)
+        prices = {pid: Decimal(price) for pid, price in cursor.fetchall()}
+    products.commit()
+    _reserve(products, attempt_id, wanted, now)
+    total = sum((prices[pid] * quantity for pid, quantity in wanted.items()), Decimal("0.00"))
+    with orders.cursor() as cursor:
+        cursor.execute(
+            "UPDATE order_attempts SET state = 'completed', order_id = %s, updated_at = %s "
+            "WHERE id = %s AND state = 'in_flight'",
+            (order_id, now, attempt_id),
+        )
+        cursor.execute(
+            "INSERT INTO orders (id, user_id, status, total_amount, reservation_id, created_at, "
+            "updated_at) VALUES (%s, %s, 'PENDING', %s, %s, %s, %s)",
+            (order_id, user_id, total, attempt_id, now, now),
+        )
+        cursor.executemany(
+            "INSERT INTO order_items (order_id, product_id, quantity, price) "
+            "VALUES (%s, %s, %s, %s)",
+            [(order_id, pid, quantity, prices[pid]) for pid, quantity in wanted.items()],
+        )
+        payload = json.dumps({"orderId": order_id, "totalAmount": str(total), "items": ids})
+        cursor.execute(
+            "INSERT INTO outbox (id, event_type, order_id, payload, request_id, created_at, "
+            "sent_at) VALUES (%s, 'order_created', %s, %s, NULL, %s, NULL)",
+            (new_id(), order_id, payload, now),
+        )
+    orders.commit()
+
+
+def _reserve(
+    products: Connection, reservation_id: str, wanted: dict[str, int], now: datetime
+) -> None:
+    ids = sorted(wanted)
+    case = " ".join("WHEN %s THEN %s" for _ in ids)
+    case_args = [value for pid in ids for value in (pid, wanted[pid])]
+    with products.cursor() as cursor:
+        # Only %s placeholders are ever interpolated into these statements.
+        lock_sql = (
+            f"SELECT id, stock, archived_at FROM products WHERE id IN ({_marks(ids)}) "  # noqa: S608
+            "ORDER BY id FOR UPDATE"
+        )
+        cursor.execute(lock_sql, ids)
+        cursor.fetchall()
+        cursor.executemany(
+            "INSERT INTO reservations (reservation_id, product_id, quantity, state, created_at, "
+            "updated_at) VALUES (%s, %s, %s, 'held', %s, %s)",
+            [(reservation_id, pid, q, now, now) for pid, q in [(BATCH_MARKER, 0), *wanted.items()]],
+        )
+        take_sql = (
+            f"UPDATE products SET stock = stock - CASE id {case} END "  # noqa: S608
+            f"WHERE id IN ({_marks(ids)}) AND archived_at IS NULL AND stock >= CASE id {case} END"
+        )
+        cursor.execute(take_sql, [*case_args, *ids, *case_args])
+    products.commit()
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join(["%s"] * len(values))
