@@ -95,11 +95,17 @@ class OutboxRelay:
             outbox.mark_sent(sent, self._clock())
         return len(sent)
 
-    def prune(self, *, retention: timedelta) -> int:
-        with self._db.transaction() as connection:
-            return OutboxRepository(connection).delete_sent_before(
-                self._clock() - retention, limit=1000
-            )
+    def prune(self, *, retention: timedelta, slice_size: int = 1000) -> int:
+        """Deletes every sent event older than `retention`, one short transaction per slice,
+        so the table stays bounded however fast events arrive and no lock is held for long."""
+        cutoff = self._clock() - retention
+        deleted = 0
+        while True:
+            with self._db.transaction() as connection:
+                removed = OutboxRepository(connection).delete_sent_before(cutoff, slice_size)
+            deleted += removed
+            if removed < slice_size:
+                return deleted
 
 
 @dataclass(frozen=True)

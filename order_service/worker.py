@@ -24,7 +24,7 @@ from order_service.settings import OrderSettings
 log = structlog.get_logger(__name__)
 _MAX_BACKOFF_S = 5.0
 _REPAIR_EVERY_S = 1.0
-_PRUNE_EVERY_S = 600.0
+_PRUNE_EVERY_S = 60.0
 
 
 class Worker:

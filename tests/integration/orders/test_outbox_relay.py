@@ -142,3 +142,19 @@ def test_old_sent_events_are_pruned_and_unsent_ones_never(orders, new_product, o
     relay.prune(retention=timedelta(0))
     with order_db.transaction() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one() == 0
+
+
+def test_pruning_goes_on_until_every_old_sent_event_is_gone(orders, new_product, order_db, relay):
+    from datetime import timedelta
+
+    product = new_product(stock=100)
+    for _ in range(5):
+        orders.place_order(order_of((product, 1)), CUSTOMER)
+    relay_everything(relay)
+
+    assert relay.prune(retention=timedelta(0), slice_size=2) >= 5
+    with order_db.transaction() as connection:
+        sent = connection.execute(
+            sa.select(sa.func.count()).where(outbox.c.sent_at.is_not(None))
+        ).scalar_one()
+    assert sent == 0
