@@ -19,5 +19,6 @@ def is_canonical_uuid(value: str) -> bool:
         return False
 
 
-# The JSON-schema pattern of the ids Shop hands out, for request models and specs.
-CANONICAL_UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# The ids Shop hands out: CANONICAL_UUID for routes, its anchored pattern for request models.
+CANONICAL_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+CANONICAL_UUID_PATTERN = f"^{CANONICAL_UUID}$"

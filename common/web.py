@@ -15,7 +15,7 @@ from werkzeug.routing import BaseConverter
 
 from common.config import CommonSettings
 from common.errors import ServiceUnavailable, register_error_handlers
-from common.ids import new_id
+from common.ids import CANONICAL_UUID, new_id
 from common.logs import configure_logging
 from common.metrics import install_metrics
 
@@ -36,7 +36,7 @@ class CanonicalUuidConverter(BaseConverter):
     `/products/<id>`, so each path advertises exactly its own methods.
     """
 
-    regex = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    regex = CANONICAL_UUID
 
 
 class ShopJSONProvider(DefaultJSONProvider):

@@ -17,11 +17,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from common.ids import CANONICAL_UUID_PATTERN
 from tests.e2e.orders.shop import SPEC, line, placed
 
 pytestmark = pytest.mark.e2e
 schema = schemathesis.openapi.from_path(str(SPEC))
-CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+CANONICAL_UUID = re.compile(CANONICAL_UUID_PATTERN)
 VALID_KEY = re.compile(r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$")
 
 
