@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 
 from common.config import CommonSettings
+from order_service.heartbeat import DEFAULT_HEARTBEAT_FILE
 
 
 class OrderSettings(CommonSettings):
@@ -30,3 +31,5 @@ class OrderSettings(CommonSettings):
     relay_threads: int = Field(default=2, ge=1, le=16)
     relay_idle_poll_s: float = Field(default=0.1, gt=0)
     outbox_retention_hours: float = Field(default=168, gt=0)
+    # Touched by the worker while it relays; its liveness probe reads the same variable.
+    worker_heartbeat_file: str = DEFAULT_HEARTBEAT_FILE

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -17,6 +19,7 @@ import structlog
 from common.db import Database
 from common.logs import configure_logging
 from order_service.app import event_queue, order_service
+from order_service.heartbeat import MAX_AGE_S, beat
 from order_service.outbox import OutboxRelay
 from order_service.service import OrderService
 from order_service.settings import OrderSettings
@@ -34,10 +37,12 @@ class Worker:
         self._relay = OutboxRelay(db, event_queue(settings), batch_size=settings.relay_batch_size)
         self._orders: OrderService = order_service(settings, db)
         self.stopping = threading.Event()
+        # When each relay thread last came round its loop; the heartbeat needs all of them.
+        self._looped_at = [time.monotonic()] * settings.relay_threads
 
     def run(self) -> None:
         threads = [
-            threading.Thread(target=self._relay_loop, name=f"relay-{n}", daemon=True)
+            threading.Thread(target=self._relay_loop, args=(n,), name=f"relay-{n}", daemon=True)
             for n in range(self._settings.relay_threads)
         ]
         threads.append(threading.Thread(target=self._upkeep_loop, name="upkeep", daemon=True))
@@ -48,9 +53,10 @@ class Worker:
             thread.join()
         log.info("worker_stopped")
 
-    def _relay_loop(self) -> None:
+    def _relay_loop(self, index: int) -> None:
         backoff = _Backoff(self._settings.relay_idle_poll_s)
         while not self.stopping.is_set():
+            self._looped_at[index] = time.monotonic()
             try:
                 sent = self._relay.relay_batch()
             except Exception as exc:
@@ -65,6 +71,7 @@ class Worker:
         since_prune = _PRUNE_EVERY_S  # prune once at start
         while not self.stopping.wait(_REPAIR_EVERY_S):
             since_prune += _REPAIR_EVERY_S
+            self._beat_if_relaying()
             try:
                 released = self._orders.repair_attempts(
                     stale_after_s=self._settings.attempt_repair_after_s
@@ -77,6 +84,15 @@ class Worker:
                     self._relay.prune(retention=retention)
             except Exception as exc:
                 log.warning("upkeep_failed", error=str(exc))
+
+    def _beat_if_relaying(self) -> None:
+        """A relay thread stuck in a call that never returns stops the heartbeat, so the
+        liveness probe restarts the process instead of letting events wait forever."""
+        if time.monotonic() - min(self._looped_at) < MAX_AGE_S:
+            try:
+                beat(Path(self._settings.worker_heartbeat_file))
+            except OSError as exc:
+                log.warning("heartbeat_not_written", error=str(exc))
 
 
 class _Backoff:

@@ -171,6 +171,7 @@ def test_k8s_base_http_services():
         assert job["image"] == container["image"]
     relay = _container(deployments["order-relay"])
     assert relay["args"] == ["python", "-m", "order_service", "worker"]
+    assert relay["livenessProbe"]["exec"]["command"] == ["python", "-m", "order_service.heartbeat"]
     assert relay["image"] == _container(deployments["order-service"])["image"]
 
 

@@ -179,6 +179,7 @@ class OrderStack:
             "SERVICE_PASSWORD": SERVICE[1],
             **self.local_sqs.environment(),
             "ORDER_EVENTS_QUEUE": QUEUE_NAME,
+            "WORKER_HEARTBEAT_FILE": str(self.log_dir / f"heartbeat-{uuid.uuid4().hex}"),
             "PYTHONUNBUFFERED": "1",
             **overrides,
         }
