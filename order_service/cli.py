@@ -6,31 +6,14 @@ import json
 
 import click
 
+from common.cli import service_cli
 from common.db import Database, isoformat
-from common.migrations import upgrade_to_head
 from order_service.app import MIGRATIONS_DIR
 from order_service.outbox import outbox_status
 from order_service.settings import OrderSettings
 from order_service.worker import run_worker
 
-
-@click.group()
-def cli() -> None:
-    """Operate the order service (settings come from the environment, as for the server)."""
-
-
-@cli.command()
-def migrate() -> None:
-    """Apply the database migrations (safe to run from several replicas at once)."""
-    upgrade_to_head(OrderSettings().database_url, MIGRATIONS_DIR)
-    click.echo("order_service: database at head")
-
-
-@cli.command("prestart")
-@click.pass_context
-def prestart(ctx: click.Context) -> None:
-    """What a container runs before the server: migrate."""
-    ctx.invoke(migrate)
+cli = service_cli("order_service", lambda: OrderSettings().database_url, MIGRATIONS_DIR)
 
 
 @cli.command()

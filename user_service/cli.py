@@ -6,34 +6,34 @@ from pathlib import Path
 
 import click
 
+from common.cli import service_cli
 from common.db import Database
-from common.migrations import upgrade_to_head
 from user_service.app import MIGRATIONS_DIR
 from user_service.service import UserService
 from user_service.settings import UserSettings
 from user_service.tokens import TokenSigner, write_private_key
 
 
-@click.group()
-def cli() -> None:
-    """Operate the user service (settings come from the environment, as for the server)."""
-
-
-@cli.command()
-def migrate() -> None:
-    """Apply the database migrations (safe to run from several replicas at once)."""
-    upgrade_to_head(UserSettings().database_url, MIGRATIONS_DIR)
-    click.echo("user_service: database at head")
-
-
-@cli.command("ensure-accounts")
-def ensure_accounts() -> None:
-    """Create or update the admin and service accounts named by ADMIN_* and SERVICE_*."""
+def _ensure_configured_accounts() -> None:
     settings = UserSettings()
     service = _service(settings)
     for username, password, role in settings.configured_accounts():
         service.ensure_account(username, password, role)
         click.echo(f"user_service: {role} account {username!r} ready")
+
+
+cli = service_cli(
+    "user_service",
+    lambda: UserSettings().database_url,
+    MIGRATIONS_DIR,
+    after_migrating=_ensure_configured_accounts,
+)
+
+
+@cli.command("ensure-accounts")
+def ensure_accounts() -> None:
+    """Create or update the admin and service accounts named by ADMIN_* and SERVICE_*."""
+    _ensure_configured_accounts()
 
 
 @cli.command("create-user")
@@ -44,14 +44,6 @@ def create_user(username: str, password: str, role: str) -> None:
     """Create (or reset the password and role of) an account."""
     user = _service(UserSettings()).ensure_account(username, password, role)
     click.echo(f"user_service: {role} account {username!r} ready ({user.id})")
-
-
-@cli.command("prestart")
-@click.pass_context
-def prestart(ctx: click.Context) -> None:
-    """What a container runs before the server: migrate, then ensure accounts."""
-    ctx.invoke(migrate)
-    ctx.invoke(ensure_accounts)
 
 
 @cli.command("generate-key")
