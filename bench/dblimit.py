@@ -2,10 +2,10 @@
 
 Each order runs the statements an order placed over HTTP makes the databases run, in the same
 transactions and the same lock order, through the bare driver (PyMySQL): no web servers, no
-JSON, no tokens, no ORM. Product DB: read the prices; then lock the rows in id order, write
-the reservation lines, take the stock with one conditional update. Order DB: journal the
-attempt; then complete it and write the order, its items and its outbox row. Two processes
-(one per core) share the threads, so one interpreter's GIL is not what is measured.
+JSON, no tokens, no ORM. Product DB: lock the rows in id order (reading their prices), write
+the reservation lines with those prices, take the stock with one conditional update. Order DB:
+journal the attempt; then complete it and write the order, its items and its outbox row. Two
+processes (one per core) share the threads, so one interpreter's GIL is not what is measured.
 """
 
 from __future__ import annotations
@@ -134,12 +134,7 @@ def _one_order(products: Connection, orders: Connection, wanted: dict[str, int])
             (attempt_id, user_id, str(uuid.uuid4()), "0" * 64, now, now),
         )
     orders.commit()
-    with products.cursor() as cursor:
-        prices_sql = f"SELECT id, price FROM products WHERE id IN ({_marks(ids)})"  # noqa: S608
-        cursor.execute(prices_sql, ids)
-        prices = {pid: Decimal(price) for pid, price in cursor.fetchall()}
-    products.commit()
-    _reserve(products, attempt_id, wanted, now)
+    prices = _reserve(products, attempt_id, wanted, now)
     total = sum((prices[pid] * quantity for pid, quantity in wanted.items()), Decimal("0.00"))
     with orders.cursor() as cursor:
         cursor.execute(
@@ -168,22 +163,23 @@ def _one_order(products: Connection, orders: Connection, wanted: dict[str, int])
 
 def _reserve(
     products: Connection, reservation_id: str, wanted: dict[str, int], now: datetime
-) -> None:
+) -> dict[str, Decimal]:
     ids = sorted(wanted)
     case = " ".join("WHEN %s THEN %s" for _ in ids)
     case_args = [value for pid in ids for value in (pid, wanted[pid])]
     with products.cursor() as cursor:
         # Only %s placeholders are ever interpolated into these statements.
         lock_sql = (
-            f"SELECT id, stock, archived_at FROM products WHERE id IN ({_marks(ids)}) "  # noqa: S608
-            "ORDER BY id FOR UPDATE"
+            f"SELECT id, price, stock, archived_at IS NOT NULL FROM products "  # noqa: S608
+            f"WHERE id IN ({_marks(ids)}) ORDER BY id FOR UPDATE"
         )
         cursor.execute(lock_sql, ids)
-        cursor.fetchall()
+        prices = {pid: Decimal(price) for pid, price, _, _ in cursor.fetchall()}
+        lines = [(BATCH_MARKER, 0, None), *((pid, q, prices[pid]) for pid, q in wanted.items())]
         cursor.executemany(
-            "INSERT INTO reservations (reservation_id, product_id, quantity, state, created_at, "
-            "updated_at) VALUES (%s, %s, %s, 'held', %s, %s)",
-            [(reservation_id, pid, q, now, now) for pid, q in [(BATCH_MARKER, 0), *wanted.items()]],
+            "INSERT INTO reservations (reservation_id, product_id, quantity, state, price, "
+            "created_at, updated_at) VALUES (%s, %s, %s, 'held', %s, %s, %s)",
+            [(reservation_id, pid, q, price, now, now) for pid, q, price in lines],
         )
         take_sql = (
             f"UPDATE products SET stock = stock - CASE id {case} END "  # noqa: S608
@@ -191,6 +187,7 @@ def _reserve(
         )
         cursor.execute(take_sql, [*case_args, *ids, *case_args])
     products.commit()
+    return prices
 
 
 def _marks(values: Sequence[object]) -> str:

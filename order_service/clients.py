@@ -10,22 +10,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-import requests
 import structlog
 
 from common.errors import Conflict, ServiceUnavailable, Unprocessable, field_error
-from common.http import ServiceClient
+from common.http import Answer, ServiceClient
 
 log = structlog.get_logger(__name__)
 # A token is renewed this long before it expires, so none is sent that expires on the way.
 _TOKEN_RENEW_MARGIN_S = 60
 _MAX_REMEMBERED_USERS = 100_000
-
-
-@dataclass(frozen=True)
-class ProductPrice:
-    product_id: str
-    price: Decimal
+UNKNOWN_PRODUCTS = "Some items name products that do not exist."
 
 
 @dataclass(frozen=True)
@@ -35,12 +29,9 @@ class ReservationLine:
 
 
 class ProductCatalog(Protocol):
-    def prices(self, product_ids: Sequence[str]) -> dict[str, ProductPrice]:
-        """The current price of each product that exists and is not archived."""
-        ...
-
-    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> None:
-        """All lines or none; Conflict naming every short item, Unprocessable if one is gone."""
+    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, Decimal]:
+        """All lines or none; Conflict naming every short item, Unprocessable if one is gone.
+        Returns each product's price, read under the same lock as its stock was taken."""
         ...
 
     def release(self, reservation_id: str) -> None:
@@ -93,7 +84,7 @@ class ServiceToken:
 
 def authorised_request(
     client: ServiceClient, token: ServiceToken, method: str, path: str, **kwargs: Any
-) -> requests.Response:
+) -> Answer:
     """One request as the service account; a 401 renews the token and tries once more."""
     answer = client.request(method, path, headers=token.header(), **kwargs)
     if answer.status_code == 401:
@@ -107,17 +98,7 @@ class HttpProductCatalog:
         self._products = products
         self._token = token
 
-    def prices(self, product_ids: Sequence[str]) -> dict[str, ProductPrice]:
-        answer = self._products.request(
-            "GET", "/api/v1/products", params={"ids": ",".join(product_ids)}
-        )
-        _raise_unless_ok(answer, self._products.dependency_name)
-        return {
-            item["id"]: ProductPrice(item["id"], Decimal(item["price"]))
-            for item in answer.json()["items"]
-        }
-
-    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> None:
+    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, Decimal]:
         body = {
             "reservationId": reservation_id,
             "items": [{"productId": line.product_id, "quantity": line.quantity} for line in lines],
@@ -127,17 +108,11 @@ class HttpProductCatalog:
             self._products, self._token, "POST", "/api/v1/reservations", json=body, idempotent=True
         )
         if answer.status_code == 409 and "items" in _json(answer):
-            raise Conflict(
-                "Not enough stock for every item; nothing was reserved.",
-                extra={"items": _json(answer)["items"]},
-            )
+            raise _short_items_refusal(_json(answer)["items"], lines)
         if answer.status_code == 422:
-            # Archived between the price lookup and the reservation.
-            raise Unprocessable(
-                "Some items name products that do not exist.",
-                errors=_json(answer).get("errors") or [],
-            )
+            raise Unprocessable(UNKNOWN_PRODUCTS, errors=_json(answer).get("errors") or [])
         _raise_unless_ok(answer, self._products.dependency_name)
+        return _held_prices(answer, lines, self._products.dependency_name)
 
     def release(self, reservation_id: str) -> None:
         answer = authorised_request(
@@ -172,7 +147,47 @@ class HttpUserDirectory:
         self._known_until[user_id] = time.monotonic() + self._cache_s
 
 
-def _json(answer: requests.Response) -> dict[str, Any]:
+def _short_items_refusal(
+    short: list[dict[str, Any]], lines: Sequence[ReservationLine]
+) -> Unprocessable | Conflict:
+    """An archived product is no longer sold: to our client it does not exist (422), whatever
+    else is short. Otherwise each short item and what is available (409)."""
+    archived = {item["productId"] for item in short if item.get("archived")}
+    if archived:
+        return Unprocessable(
+            UNKNOWN_PRODUCTS,
+            errors=[
+                field_error(f"items.{index}.productId", "no such product")
+                for index, line in enumerate(lines)
+                if line.product_id in archived
+            ],
+        )
+    return Conflict(
+        "Not enough stock for every item; nothing was reserved.",
+        extra={
+            "items": [
+                {key: item[key] for key in ("productId", "quantity", "available")} for item in short
+            ]
+        },
+    )
+
+
+def _held_prices(
+    answer: Answer, lines: Sequence[ReservationLine], dependency: str
+) -> dict[str, Decimal]:
+    """Each reserved product's price. A reservation answered without them (a product service
+    older than this one) is that service's failure: the caller's abandon releases the stock."""
+    try:
+        prices = {item["productId"]: Decimal(item["price"]) for item in _json(answer)["items"]}
+    except (KeyError, TypeError, ArithmeticError) as exc:
+        log.error("reservation_without_prices", dependency=dependency)
+        raise ServiceUnavailable(f"The {dependency} did not price the items.") from exc
+    if any(line.product_id not in prices for line in lines):
+        raise ServiceUnavailable(f"The {dependency} did not price every item.")
+    return prices
+
+
+def _json(answer: Answer) -> dict[str, Any]:
     try:
         body = answer.json()
     except ValueError:
@@ -180,7 +195,7 @@ def _json(answer: requests.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _raise_unless_ok(answer: requests.Response, dependency: str) -> None:
+def _raise_unless_ok(answer: Answer, dependency: str) -> None:
     """Anything unexpected from a dependency is its outage to our client, never our 500."""
     if answer.status_code < 300:
         return

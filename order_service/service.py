@@ -156,28 +156,18 @@ class OrderService:
         self, attempt_id: str, user_id: str, lines: Sequence[ReservationLine]
     ) -> Order:
         self._users.require_user(user_id)
-        prices = self._catalog.prices([line.product_id for line in lines])
-        unknown = [
-            field_error(f"items.{index}.productId", "no such product")
-            for index, line in enumerate(lines)
-            if line.product_id not in prices
-        ]
-        if unknown:
-            raise Unprocessable("Some items name products that do not exist.", errors=unknown)
-        total = sum(
-            (prices[line.product_id].price * line.quantity for line in lines), Decimal("0.00")
-        )
+        # The attempt id is the reservation id, so a retried reserve never takes stock twice.
+        prices = self._catalog.reserve(attempt_id, lines)
+        total = sum((prices[line.product_id] * line.quantity for line in lines), Decimal("0.00"))
         if total > MAX_AMOUNT:
-            # DECIMAL(12,2) cannot hold it; refused before any stock is touched.
+            # DECIMAL(12,2) cannot hold it; the caller's abandon gives the stock back.
             raise Unprocessable(
                 "The order's total is more than an order can hold.",
                 errors=[field_error("items", f"the total must be at most {MAX_AMOUNT}")],
             )
-        # The attempt id is the reservation id, so a retried reserve never takes stock twice.
-        self._catalog.reserve(attempt_id, lines)
         now = self._clock()
         items = tuple(
-            OrderLine(line.product_id, line.quantity, prices[line.product_id].price)
+            OrderLine(line.product_id, line.quantity, prices[line.product_id])
             for line in sorted(lines, key=lambda line: line.product_id)
         )
         order = Order(

@@ -13,9 +13,9 @@ from common.auth import ADMIN, SERVICE, require_roles
 from common.errors import NotFound, Unprocessable, field_error
 from common.ids import is_canonical_uuid
 from common.inputs import JsonInt, StorableText, json_body, query_params
-from common.money import MONEY_TEXT_PATTERN, MoneyInput, parse_money
+from common.money import MONEY_TEXT_PATTERN, MoneyInput, format_money, parse_money
 from common.pagination import PageQuery, page_of
-from product_service.repository import Product, SearchFilter
+from product_service.repository import Product, ReservationLine, SearchFilter
 from product_service.service import (
     ProductChanges,
     ProductFields,
@@ -172,8 +172,15 @@ def reservation_json(reservation: Reservation) -> dict[str, Any]:
     return {
         "reservationId": reservation.reservation_id,
         "state": reservation.state,
-        "items": [{"productId": p, "quantity": q} for p, q in reservation.items],
+        "items": [_reservation_item_json(line) for line in reservation.items],
     }
+
+
+def _reservation_item_json(line: ReservationLine) -> dict[str, Any]:
+    item: dict[str, Any] = {"productId": line.product_id, "quantity": line.quantity}
+    if line.price is not None:
+        item["price"] = format_money(line.price)
+    return item
 
 
 @api.post("/api/v1/products")

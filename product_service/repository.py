@@ -36,6 +36,8 @@ reservations = sa.Table(
     sa.Column("product_id", sa.String(36), primary_key=True),
     sa.Column("quantity", sa.Integer(), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
+    # The product's price when the line was taken by a batch reservation; NULL otherwise.
+    sa.Column("price", sa.Numeric(12, 2), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
@@ -70,6 +72,21 @@ class ReservationLine:
     product_id: str
     quantity: int
     state: str
+    price: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class StockLevel:
+    """What a reservation needs of a locked product row, and nothing more."""
+
+    id: str
+    price: Decimal
+    stock: int
+    archived: bool
+
+    @property
+    def available(self) -> int:
+        return 0 if self.archived else self.stock
 
 
 @dataclass(frozen=True)
@@ -222,15 +239,13 @@ class ProductRepository:
         )
         return result.rowcount == 1
 
-    def lock_stock(self, product_ids: Sequence[str]) -> dict[str, Product]:
+    def lock_stock(self, product_ids: Sequence[str]) -> dict[str, StockLevel]:
         """Locks the rows in ascending id order, the one order every batch takes them in."""
-        query = (
-            sa.select(*_PRODUCT_COLUMNS)
-            .where(products.c.id.in_(sorted(product_ids)))
-            .order_by(products.c.id)
-            .with_for_update()
-        )
-        return {row.id: _product(row) for row in self._db.execute(query)}
+        rows = self._db.execute(_LOCK_STOCK, {"ids": sorted(product_ids)})
+        return {
+            row.id: StockLevel(row.id, Decimal(row.price), int(row.stock), bool(row.archived))
+            for row in rows
+        }
 
     def take_stock_of_each(self, quantities: dict[str, int]) -> int:
         """One statement for the whole batch; returns how many rows had enough and changed."""
@@ -264,10 +279,8 @@ class ReservationRepository:
     def add(
         self,
         reservation_id: str,
-        lines: Sequence[tuple[str, int]],
+        lines: Sequence[ReservationLine],
         now: datetime,
-        *,
-        state: str = HELD,
     ) -> None:
         """Raises IntegrityError when any (reservation, product) line already exists."""
         self._db.execute(
@@ -275,19 +288,25 @@ class ReservationRepository:
             [
                 {
                     "reservation_id": reservation_id,
-                    "product_id": product_id,
-                    "quantity": quantity,
-                    "state": state,
+                    "product_id": line.product_id,
+                    "quantity": line.quantity,
+                    "state": line.state,
+                    "price": line.price,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for product_id, quantity in lines
+                for line in lines
             ],
         )
 
     def lines(self, reservation_id: str, *, for_update: bool = False) -> list[ReservationLine]:
         query = (
-            sa.select(reservations.c.product_id, reservations.c.quantity, reservations.c.state)
+            sa.select(
+                reservations.c.product_id,
+                reservations.c.quantity,
+                reservations.c.state,
+                reservations.c.price,
+            )
             .where(reservations.c.reservation_id == reservation_id)
             .order_by(reservations.c.product_id)
         )
@@ -320,6 +339,20 @@ class ReservationRepository:
         self._db.execute(
             reservations.update().where(condition).values(state=RELEASED, updated_at=now)
         )
+
+
+# Built once: the statement every batch reservation runs first, only the columns it needs.
+_LOCK_STOCK = (
+    sa.select(
+        products.c.id,
+        products.c.price,
+        products.c.stock,
+        products.c.archived_at.is_not(None).label("archived"),
+    )
+    .where(products.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(products.c.id)
+    .with_for_update()
+)
 
 
 def _escape_like(text: str) -> str:

@@ -28,6 +28,7 @@ from product_service.repository import (
     ReservationLine,
     ReservationRepository,
     SearchFilter,
+    StockLevel,
 )
 
 Clock = Callable[[], datetime]
@@ -61,7 +62,8 @@ class StockReservation:
 class Reservation:
     reservation_id: str
     state: str
-    items: list[tuple[str, int]]
+    # Each product's line; its price is the one it was held at (batch reservations only).
+    items: list[ReservationLine]
 
 
 def product_representation(product: Product) -> dict[str, object]:
@@ -184,7 +186,9 @@ class ProductService:
                 if products.take_stock(product_id, quantity):
                     # A retry of a reservation that already holds stock collides here, and
                     # the rollback gives back what it just took.
-                    lines.add(reservation_id, [(product_id, quantity)], self._clock())
+                    lines.add(
+                        reservation_id, [ReservationLine(product_id, quantity, HELD)], self._clock()
+                    )
                     stock = products.stock_of(product_id)
                     assert stock is not None
                     return StockReservation(product_id, reservation_id, quantity, stock)
@@ -237,15 +241,20 @@ class ProductService:
                 # products queue behind each other instead of deadlocking. A retry of this
                 # reservation queues here too, and then collides with the committed lines.
                 locked = products.lock_stock(list(wanted))
+                held = [
+                    ReservationLine(product_id, quantity, HELD, locked[product_id].price)
+                    for product_id, quantity in wanted.items()
+                    if product_id in locked
+                ]
                 ReservationRepository(connection).add(
-                    reservation_id, [(BATCH_MARKER, 0), *wanted.items()], self._clock()
+                    reservation_id, [_batch_marker(HELD), *held], self._clock()
                 )
                 _refuse_unless_all_available(list(items), locked)
                 if products.take_stock_of_each(wanted) != len(wanted):
                     raise Conflict("The stock changed while it was being reserved; try again.")
         except IntegrityError:
             return self._replayed_reservation(reservation_id, wanted)
-        return Reservation(reservation_id, HELD, list(wanted.items()))
+        return Reservation(reservation_id, HELD, held)
 
     def _replayed_reservation(self, reservation_id: str, wanted: dict[str, int]) -> Reservation:
         with self._db.transaction() as connection:
@@ -254,9 +263,9 @@ class ProductService:
         if any(line.state == RELEASED for line in lines):
             raise Conflict("This reservation has already been released.")
         held = _product_lines(lines)
-        if marker is None or held != wanted:
+        if marker is None or _quantities(held) != wanted:
             raise Conflict("This reservation id is already used for different items.")
-        return Reservation(reservation_id, HELD, list(held.items()))
+        return Reservation(reservation_id, HELD, held)
 
     @retry_on_deadlock
     def release_reservation(self, reservation_id: str) -> Reservation:
@@ -267,22 +276,30 @@ class ProductService:
                 reservations = ReservationRepository(connection)
                 lines = reservations.lines(reservation_id, for_update=True)
                 if not lines:
-                    reservations.add(
-                        reservation_id, [(BATCH_MARKER, 0)], self._clock(), state=RELEASED
-                    )
+                    reservations.add(reservation_id, [_batch_marker(RELEASED)], self._clock())
                     return Reservation(reservation_id, RELEASED, [])
                 held = [line for line in lines if line.state == HELD]
                 if held:
                     reservations.mark_released(reservation_id, self._clock())
-                    ProductRepository(connection).return_stock_of_each(_product_lines(held))
+                    ProductRepository(connection).return_stock_of_each(
+                        _quantities(_product_lines(held))
+                    )
         except IntegrityError:
             # Its reservation arrived at the same moment; release what it now holds.
             return self.release_reservation(reservation_id)
-        return Reservation(reservation_id, RELEASED, list(_product_lines(lines).items()))
+        return Reservation(reservation_id, RELEASED, _product_lines(lines))
 
 
-def _product_lines(lines: Iterable[ReservationLine]) -> dict[str, int]:
-    return {line.product_id: line.quantity for line in lines if line.product_id != BATCH_MARKER}
+def _batch_marker(state: str) -> ReservationLine:
+    return ReservationLine(BATCH_MARKER, 0, state)
+
+
+def _product_lines(lines: Iterable[ReservationLine]) -> list[ReservationLine]:
+    return [line for line in lines if line.product_id != BATCH_MARKER]
+
+
+def _quantities(lines: Iterable[ReservationLine]) -> dict[str, int]:
+    return {line.product_id: line.quantity for line in lines}
 
 
 def _require_match(product: Product, if_match: str | None) -> None:
@@ -303,7 +320,9 @@ def _not_reservable(product: Product | None) -> Exception:
     )
 
 
-def _refuse_unless_all_available(items: list[tuple[str, int]], locked: dict[str, Product]) -> None:
+def _refuse_unless_all_available(
+    items: list[tuple[str, int]], locked: dict[str, StockLevel]
+) -> None:
     unknown = [
         field_error(f"items.{index}.productId", "no such product")
         for index, (product_id, _) in enumerate(items)
@@ -312,15 +331,16 @@ def _refuse_unless_all_available(items: list[tuple[str, int]], locked: dict[str,
     if unknown:
         raise Unprocessable("Some items name products that do not exist.", errors=unknown)
     short = [
-        {"productId": product_id, "quantity": quantity, "available": _available(locked[product_id])}
+        {
+            "productId": product_id,
+            "quantity": quantity,
+            "available": locked[product_id].available,
+            "archived": locked[product_id].archived,
+        }
         for product_id, quantity in items
-        if _available(locked[product_id]) < quantity
+        if locked[product_id].available < quantity
     ]
     if short:
         raise Conflict(
             "Not enough stock for every item; nothing was reserved.", extra={"items": short}
         )
-
-
-def _available(product: Product) -> int:
-    return 0 if product.archived else product.stock

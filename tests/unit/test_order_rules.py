@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
 import pytest
 
 from common.auth import Principal
-from common.errors import Conflict, Forbidden, Unprocessable
-from order_service.clients import ReservationLine
+from common.errors import Conflict, Forbidden, ServiceUnavailable, Unprocessable
+from common.http import Answer
+from order_service.clients import ReservationLine, _held_prices
 from order_service.repository import COMPLETED, FAILED, IN_FLIGHT, OrderAttempt
 from order_service.service import PlaceOrder, _answer_for_earlier, _orderer, _request_hash
 from order_service.worker import _Backoff
@@ -61,3 +65,27 @@ def test_relay_backoff_doubles_up_to_a_ceiling_and_resets():
     assert max(delays) == 5.0
     backoff.reset()
     assert backoff.delay == 0.1
+
+
+def reservation_answer(items: list[dict[str, object]]) -> Answer:
+    return Answer(201, json.dumps({"reservationId": "r", "state": "held", "items": items}).encode())
+
+
+def test_a_reservation_answer_gives_each_items_price():
+    answer = reservation_answer([{"productId": "p", "quantity": 1, "price": "0.00"}])
+    assert _held_prices(answer, [ReservationLine("p", 1)], "product service") == {
+        "p": Decimal("0.00")
+    }
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"productId": "p", "quantity": 1}],  # a product service older than the order service
+        [{"productId": "p", "quantity": 1, "price": None}],
+        [{"productId": "q", "quantity": 1, "price": "1.00"}],  # p is missing
+    ],
+)
+def test_a_reservation_answer_without_every_price_is_the_dependencys_failure(items):
+    with pytest.raises(ServiceUnavailable):
+        _held_prices(reservation_answer(items), [ReservationLine("p", 1)], "product service")

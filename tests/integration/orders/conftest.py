@@ -15,7 +15,7 @@ from common.errors import Problem, ServiceUnavailable, Unprocessable, field_erro
 from common.ids import new_id
 from common.migrations import upgrade_to_head
 from order_service.app import MIGRATIONS_DIR as ORDER_MIGRATIONS
-from order_service.clients import ProductPrice, ReservationLine
+from order_service.clients import ReservationLine, _short_items_refusal
 from order_service.service import OrderService, PlaceOrder
 from product_service.app import MIGRATIONS_DIR as PRODUCT_MIGRATIONS
 from product_service.repository import HELD, reservations
@@ -36,24 +36,22 @@ class ProductServiceCatalog:
         if name in self.down:
             raise ServiceUnavailable("The product service is unavailable.")
 
-    def prices(self, product_ids: Sequence[str]) -> dict[str, ProductPrice]:
-        self._call("prices")
-        return {
-            p.id: ProductPrice(p.id, p.price) for p in self.products.products_by_ids(product_ids)
-        }
-
-    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> None:
+    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, Decimal]:
         self._call("reserve")
         try:
-            self.products.reserve_items(
+            reservation = self.products.reserve_items(
                 reservation_id, [(line.product_id, line.quantity) for line in lines]
             )
         except Problem as problem:
             if problem.status == 404:
                 raise Unprocessable("unknown product") from problem
+            if problem.status == 409 and "items" in problem.extra:
+                # What the HTTP adapter makes of the same answer.
+                raise _short_items_refusal(problem.extra["items"], lines) from problem
             raise
         if self.lose_answers:
             raise ServiceUnavailable("The product service's answer was lost.")
+        return {line.product_id: line.price for line in reservation.items if line.price is not None}
 
     def release(self, reservation_id: str) -> None:
         self._call("release")

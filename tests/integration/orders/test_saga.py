@@ -150,6 +150,18 @@ def test_unknown_product_leaves_nothing_and_the_key_can_be_retried(
     assert stock_of(catalog, product) == 2
 
 
+def test_an_archived_product_is_unknown_even_when_another_item_is_short(
+    orders, catalog, new_product, product_db
+):
+    plenty, gone, scarce = new_product(stock=5), new_product(stock=5), new_product(stock=0)
+    catalog.products.archive_product(gone, None)
+    with pytest.raises(Unprocessable) as refused:
+        orders.place_order(order_of((plenty, 1), (gone, 1), (scarce, 1)), CUSTOMER)
+    assert refused.value.errors == [{"field": "items.1.productId", "message": "no such product"}]
+    assert [held(product_db, p) for p in (plenty, gone, scarce)] == [0, 0, 0]
+    assert stock_of(catalog, plenty) == 5
+
+
 def test_short_stock_reserves_nothing(orders, catalog, new_product, product_db):
     plenty, scarce = new_product(stock=10), new_product(stock=1)
     with pytest.raises(Conflict) as refused:
@@ -233,9 +245,10 @@ def test_an_attempt_the_worker_claimed_never_becomes_an_order(
     real_reserve = catalog.reserve
 
     def reserve_then_stall(reservation_id, lines):
-        real_reserve(reservation_id, lines)
+        prices = real_reserve(reservation_id, lines)
         with order_db.transaction() as connection:
             AttemptRepository(connection).move(reservation_id, IN_FLIGHT, ABANDONED, utcnow())
+        return prices
 
     catalog.reserve = reserve_then_stall
     with pytest.raises(ServiceUnavailable):

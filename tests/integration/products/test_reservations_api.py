@@ -230,8 +230,8 @@ class TestReserveMany:
         body = assert_problem(response, 409)
         assert sorted(body["items"], key=lambda i: i["available"]) == sorted(
             [
-                {"productId": empty, "quantity": 1, "available": 0},
-                {"productId": short, "quantity": 2, "available": 1},
+                {"productId": empty, "quantity": 1, "available": 0, "archived": False},
+                {"productId": short, "quantity": 2, "available": 1, "archived": False},
             ],
             key=lambda i: i["available"],
         )
@@ -246,6 +246,23 @@ class TestReserveMany:
         assert again.get_json() == first.get_json()
         assert (stock_of(client, a), stock_of(client, b)) == (4, 3)
 
+    def test_each_held_item_carries_the_price_it_was_held_at(self, client, create_product):
+        a = create_product(stock=5, price="12.50")["id"]
+        free = create_product(stock=5, price="0")["id"]
+        body = reserve_items(client, new_reservation_id(), [(a, 2), (free, 1)]).get_json()
+        assert {i["productId"]: i["price"] for i in body["items"]} == {a: "12.50", free: "0.00"}
+
+    def test_a_retry_answers_the_price_held_even_after_the_price_changed(
+        self, client, create_product
+    ):
+        product = create_product(stock=5, price="12.50")["id"]
+        rid = new_reservation_id()
+        reserve_items(client, rid, [(product, 1)])
+        client.patch(f"/api/v1/products/{product}", json={"price": "99.00"}, headers=ADMIN)
+        assert client.get(f"/api/v1/products/{product}").get_json()["price"] == "99.00"
+        again = reserve_items(client, rid, [(product, 1)]).get_json()
+        assert again["items"] == [{"productId": product, "quantity": 1, "price": "12.50"}]
+
     def test_the_same_id_with_other_items_is_409(self, client, create_product):
         a, b = create_product(stock=5)["id"], create_product(stock=5)["id"]
         rid = new_reservation_id()
@@ -258,7 +275,9 @@ class TestReserveMany:
         product = create_product(stock=5)["id"]
         client.delete(f"/api/v1/products/{product}", headers=ADMIN)
         body = assert_problem(reserve_items(client, new_reservation_id(), [(product, 1)]), 409)
-        assert body["items"] == [{"productId": product, "quantity": 1, "available": 0}]
+        assert body["items"] == [
+            {"productId": product, "quantity": 1, "available": 0, "archived": True}
+        ]
 
     def test_an_unknown_product_is_422_naming_the_item(self, client, create_product):
         known = create_product(stock=5)["id"]

@@ -1,0 +1,112 @@
+"""The service-to-service HTTP client against a real local HTTP server (no mocks): what is
+retried, what is not, and how failures reach our own caller."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from common.errors import ServiceUnavailable
+from common.http import ServiceClient
+
+
+class Downstream(BaseHTTPRequestHandler):
+    """Answers 503 to the first `failures` requests, then 200 echoing what it received."""
+
+    failures = 0
+    seen: list[dict[str, object]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        received = {
+            "method": self.command,
+            "path": self.path,
+            "body": json.loads(self.rfile.read(length)) if length else None,
+            "contentType": self.headers.get("Content-Type"),
+            "authorization": self.headers.get("Authorization"),
+        }
+        type(self).seen.append(received)
+        status = 503 if len(type(self).seen) <= type(self).failures else 200
+        payload = json.dumps(received).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def downstream() -> Iterator[type[Downstream]]:
+    Downstream.failures, Downstream.seen = 0, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Downstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Downstream.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    yield Downstream
+    server.shutdown()
+    server.server_close()
+
+
+def client_for(url: str) -> ServiceClient:
+    return ServiceClient(
+        url, dependency_name="test service", connect_timeout_s=1, read_timeout_s=2, retries=2
+    )
+
+
+def test_a_json_body_and_headers_arrive_and_the_answer_is_read(downstream):
+    answer = client_for(downstream.url).request(
+        "POST", "/things", json={"a": 1}, headers={"Authorization": "Bearer t"}
+    )
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "method": "POST",
+        "path": "/things",
+        "body": {"a": 1},
+        "contentType": "application/json",
+        "authorization": "Bearer t",
+    }
+
+
+def test_a_base_url_path_is_kept_as_a_prefix(downstream):
+    answer = client_for(downstream.url + "/gateway/").request("GET", "/things")
+    assert answer.json()["path"] == "/gateway/things"
+
+
+def test_an_idempotent_post_is_retried_through_a_503(downstream):
+    downstream.failures = 2
+    answer = client_for(downstream.url).request("POST", "/r", json={}, idempotent=True)
+    assert answer.status_code == 200
+    assert len(downstream.seen) == 3
+
+
+def test_a_get_is_retried_but_only_as_often_as_allowed(downstream):
+    downstream.failures = 5
+    answer = client_for(downstream.url).request("GET", "/r")
+    assert answer.status_code == 503
+    assert len(downstream.seen) == 3
+
+
+def test_a_plain_post_is_sent_once(downstream):
+    downstream.failures = 1
+    answer = client_for(downstream.url).request("POST", "/r", json={})
+    assert answer.status_code == 503
+    assert len(downstream.seen) == 1
+
+
+def test_nobody_listening_is_a_503_for_our_caller():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ServiceUnavailable) as raised:
+        client_for(f"http://127.0.0.1:{port}").request("GET", "/r")
+    assert raised.value.status == 503
