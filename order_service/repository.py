@@ -112,24 +112,47 @@ class OutboxEvent:
     created_at: datetime
 
 
+# The statements every order runs, built once: SQLAlchemy then only binds their parameters,
+# where building each anew (and computing its cache key) cost about as much as the round trip.
+_INSERT_ORDER = orders.insert()
+_INSERT_ORDER_ITEMS = order_items.insert()
+_INSERT_ATTEMPT = order_attempts.insert()
+_INSERT_OUTBOX_EVENT = outbox.insert()
+_SET_ORDER_STATUS = (
+    orders.update()
+    .where(orders.c.id == sa.bindparam("order_id"))
+    .values(status=sa.bindparam("status"), updated_at=sa.bindparam("now"))
+)
+_MOVE_ATTEMPT = (
+    order_attempts.update()
+    .where(
+        order_attempts.c.id == sa.bindparam("attempt_id"),
+        order_attempts.c.state == sa.bindparam("from_state"),
+    )
+    .values(state=sa.bindparam("to_state"), updated_at=sa.bindparam("now"))
+)
+_COMPLETE_ATTEMPT = _MOVE_ATTEMPT.values(order_id=sa.bindparam("new_order_id"))
+
+
 class OrderRepository:
     def __init__(self, connection: Connection) -> None:
         self._db = connection
 
     def add(self, order: Order) -> None:
         self._db.execute(
-            orders.insert().values(
-                id=order.id,
-                user_id=order.user_id,
-                status=order.status,
-                total_amount=order.total_amount,
-                reservation_id=order.reservation_id,
-                created_at=order.created_at,
-                updated_at=order.updated_at,
-            )
+            _INSERT_ORDER,
+            {
+                "id": order.id,
+                "user_id": order.user_id,
+                "status": order.status,
+                "total_amount": order.total_amount,
+                "reservation_id": order.reservation_id,
+                "created_at": order.created_at,
+                "updated_at": order.updated_at,
+            },
         )
         self._db.execute(
-            order_items.insert(),
+            _INSERT_ORDER_ITEMS,
             [
                 {
                     "order_id": order.id,
@@ -161,9 +184,7 @@ class OrderRepository:
         return self._with_items(self._db.execute(query).all())
 
     def set_status(self, order_id: str, status: str, now: datetime) -> None:
-        self._db.execute(
-            orders.update().where(orders.c.id == order_id).values(status=status, updated_at=now)
-        )
+        self._db.execute(_SET_ORDER_STATUS, {"order_id": order_id, "status": status, "now": now})
 
     def _with_items(self, rows: Sequence[sa.Row[tuple[object, ...]]]) -> list[Order]:
         """One query for the items of every order on the page."""
@@ -201,16 +222,17 @@ class AttemptRepository:
     def add(self, attempt: OrderAttempt, now: datetime) -> None:
         """Raises IntegrityError when the user already used this idempotency key."""
         self._db.execute(
-            order_attempts.insert().values(
-                id=attempt.id,
-                user_id=attempt.user_id,
-                idempotency_key=attempt.idempotency_key,
-                request_hash=attempt.request_hash,
-                state=attempt.state,
-                order_id=None,
-                created_at=now,
-                updated_at=now,
-            )
+            _INSERT_ATTEMPT,
+            {
+                "id": attempt.id,
+                "user_id": attempt.user_id,
+                "idempotency_key": attempt.idempotency_key,
+                "request_hash": attempt.request_hash,
+                "state": attempt.state,
+                "order_id": None,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
 
     def by_key(self, user_id: str, idempotency_key: str) -> OrderAttempt | None:
@@ -248,13 +270,15 @@ class AttemptRepository:
         order_id: str | None = None,
     ) -> bool:
         """A conditional transition: false when someone else moved the attempt first."""
-        values: dict[str, object] = {"state": to_state, "updated_at": now}
-        if order_id is not None:
-            values["order_id"] = order_id
         result = self._db.execute(
-            order_attempts.update()
-            .where(order_attempts.c.id == attempt_id, order_attempts.c.state == from_state)
-            .values(**values)
+            _MOVE_ATTEMPT if order_id is None else _COMPLETE_ATTEMPT,
+            {
+                "attempt_id": attempt_id,
+                "from_state": from_state,
+                "to_state": to_state,
+                "now": now,
+                "new_order_id": order_id,
+            },
         )
         return result.rowcount == 1
 
@@ -290,15 +314,16 @@ class OutboxRepository:
 
     def add(self, event: OutboxEvent) -> None:
         self._db.execute(
-            outbox.insert().values(
-                id=event.id,
-                event_type=event.event_type,
-                order_id=event.order_id,
-                payload=event.payload,
-                request_id=event.request_id,
-                created_at=event.created_at,
-                sent_at=None,
-            )
+            _INSERT_OUTBOX_EVENT,
+            {
+                "id": event.id,
+                "event_type": event.event_type,
+                "order_id": event.order_id,
+                "payload": event.payload,
+                "request_id": event.request_id,
+                "created_at": event.created_at,
+                "sent_at": None,
+            },
         )
 
     def claim_unsent(self, limit: int) -> list[OutboxEvent]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -249,26 +250,16 @@ class ProductRepository:
 
     def take_stock_of_each(self, quantities: dict[str, int]) -> int:
         """One statement for the whole batch; returns how many rows had enough and changed."""
-        change = sa.case(quantities, value=products.c.id)
         result = self._db.execute(
-            products.update()
-            .where(
-                products.c.id.in_(sorted(quantities)),
-                products.c.archived_at.is_(None),
-                products.c.stock >= change,
-            )
-            .values(stock=products.c.stock - change)
+            _take_stock_statement(len(quantities)), _stock_change_parameters(quantities)
         )
         return int(result.rowcount)
 
     def return_stock_of_each(self, quantities: dict[str, int]) -> None:
         if not quantities:
             return
-        change = sa.case(quantities, value=products.c.id)
         self._db.execute(
-            products.update()
-            .where(products.c.id.in_(sorted(quantities)))
-            .values(stock=products.c.stock + change)
+            _return_stock_statement(len(quantities)), _stock_change_parameters(quantities)
         )
 
 
@@ -353,6 +344,39 @@ _LOCK_STOCK = (
     .order_by(products.c.id)
     .with_for_update()
 )
+
+
+def _stock_change(items: int) -> tuple[list[sa.BindParameter[str]], sa.Case[int]]:
+    """`id IN (:id_0, ...)` and `CASE WHEN id = :id_0 THEN :quantity_0 ... END` for a batch."""
+    ids: list[sa.BindParameter[str]] = [sa.bindparam(f"id_{i}") for i in range(items)]
+    quantities: list[sa.BindParameter[int]] = [sa.bindparam(f"quantity_{i}") for i in range(items)]
+    return ids, sa.case(*((products.c.id == i, q) for i, q in zip(ids, quantities, strict=True)))
+
+
+# One statement per batch size (at most the API's item limit), built once and reused, so
+# SQLAlchemy only binds values; building the CASE anew each time cost more than running it.
+@functools.cache
+def _take_stock_statement(items: int) -> sa.Update:
+    ids, change = _stock_change(items)
+    return (
+        products.update()
+        .where(products.c.id.in_(ids), products.c.archived_at.is_(None), products.c.stock >= change)
+        .values(stock=products.c.stock - change)
+    )
+
+
+@functools.cache
+def _return_stock_statement(items: int) -> sa.Update:
+    ids, change = _stock_change(items)
+    return products.update().where(products.c.id.in_(ids)).values(stock=products.c.stock + change)
+
+
+def _stock_change_parameters(quantities: dict[str, int]) -> dict[str, object]:
+    parameters: dict[str, object] = {}
+    for index, (product_id, quantity) in enumerate(sorted(quantities.items())):
+        parameters[f"id_{index}"] = product_id
+        parameters[f"quantity_{index}"] = quantity
+    return parameters
 
 
 def _escape_like(text: str) -> str:
