@@ -64,4 +64,3 @@ def child_exit(_server: Any, worker: Any) -> None:
 
     # Drop a dead worker's live gauges from the shared metrics directory.
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-
