@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -20,21 +21,51 @@ R = TypeVar("R")
 _RETRYABLE_MYSQL_ERRORS = {1205, 1213}
 
 
-def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
+# A pooled connection idle longer than this is pinged before it is handed out.
+PING_IF_IDLE_S = 5.0
+
+
+def create_db_engine(
+    url: str, *, pool_size: int = 10, ping_if_idle_s: float = PING_IF_IDLE_S
+) -> Engine:
     engine_url = sa.make_url(url)
     if engine_url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url)
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         # Fewer gap locks than REPEATABLE READ; every invariant is kept by conditional
         # updates and row locks, never by re-reading a snapshot.
         isolation_level="READ COMMITTED",
         connect_args={"connect_timeout": 3, "charset": "utf8mb4"},
     )
+    _ping_connections_idle_for(engine, ping_if_idle_s)
+    return engine
+
+
+def _ping_connections_idle_for(engine: Engine, idle_s: float) -> None:
+    """Pessimistic disconnect handling, but only for connections that sat idle in the pool:
+    a connection handed back milliseconds ago (all of them, under load) is not worth a round
+    trip, while one idle past `idle_s` (the server, a proxy or a failover may have dropped it)
+    is pinged first and, if dead, replaced before anyone uses it. `pool_pre_ping` would ping
+    every checkout: about a fifth of a transaction's database work here."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_s:
+            return  # brand new, or just used
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise sa.exc.DisconnectionError("an idle pooled connection was dead") from exc
 
 
 def _create_sqlite_engine(url: str) -> Engine:
