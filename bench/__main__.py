@@ -24,6 +24,8 @@ from bench.system import System, results_dir, start
 
 # The order service's workers are where an order's time goes; py-spy samples them.
 PROFILED_SERVICE = "order_service"
+_LOAD_GENERATOR = "load_generator"
+_NOT_THE_SYSTEM = {"sqs", _LOAD_GENERATOR}
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = report.write_results(directory, document)
     print(report.table(runs))
+    for run in runs:
+        print(report.cpu_breakdown(run))
     print(f"consistent: {verdict.consistent} ({verdict.summary()})")
     print(f"results: {path}" + (f"; profile: {profile}" if profile else ""))
     return 0 if verdict.consistent else 1
@@ -87,9 +91,8 @@ def measure_level(
     system: System, catalog: Catalog, drain: EventDrain, concurrency: int, duration_s: float
 ) -> dict[str, Any]:
     print(f"bench: concurrency {concurrency}, {duration_s:.0f}s of orders", flush=True)
-    system_processes = _system_processes(system)
-    cpu_before = cpu.cpu_seconds(system_processes)
-    generator_before = cpu.cpu_seconds([psutil.Process()])
+    groups = _process_groups(system)
+    cpu_before = {name: cpu.cpu_seconds(processes) for name, processes in groups.items()}
     window_start = time.time()
     started = time.monotonic()
     load = asyncio.run(
@@ -102,8 +105,10 @@ def measure_level(
         )
     )
     elapsed = time.monotonic() - started
-    cpu_used_s = cpu.cpu_seconds(system_processes) - cpu_before
-    generator_s = cpu.cpu_seconds([psutil.Process()]) - generator_before
+    cpu_used_s = {
+        name: cpu.cpu_seconds(processes) - cpu_before[name] for name, processes in groups.items()
+    }
+    orders = max(load.orders, 1)
     drain.wait_until_quiet()
     lags = consistency.relay_lags_ms(system.database_urls, since_epoch_s=window_start)
     orders_per_s = load.orders / elapsed
@@ -114,9 +119,16 @@ def measure_level(
         **report.latency_summary(load.latencies_ms),
         "status_counts": dict(load.statuses),
         "follow_up_counts": dict(load.follow_up_statuses),
-        "cpu_ms_per_order": round(cpu_used_s * 1000 / max(load.orders, 1), 2),
+        "cpu_ms_per_order": round(
+            sum(cpu_used_s[name] for name in groups if name not in _NOT_THE_SYSTEM) * 1000 / orders,
+            2,
+        ),
+        # Where it goes, and what the machine also spent on the local SQS and the load.
+        "cpu_ms_per_order_by_process": {
+            name: round(seconds * 1000 / orders, 2) for name, seconds in cpu_used_s.items()
+        },
         # Share of one core the load generator used: near 1.0 would make it the bottleneck.
-        "load_generator_cpu_cores": round(generator_s / elapsed, 2),
+        "load_generator_cpu_cores": round(cpu_used_s[_LOAD_GENERATOR] / elapsed, 2),
         "relay_lag_p50_ms": round(report.percentile(lags, 0.50)),
         "relay_lag_p99_ms": round(report.percentile(lags, 0.99)),
     }
@@ -132,10 +144,15 @@ def add_database_limit(
     run["ratio_to_db_limit"] = round(run["orders_per_s"] / limit, 3) if limit else 0.0
 
 
-def _system_processes(system: System) -> list[psutil.Process]:
-    """Services, relay and database; not the local SQS, which stands in for AWS."""
-    pids = [p.pid for name, p in system.supervisor.processes.items() if name != "sqs"]
-    return [proc for pid in pids for proc in cpu.process_tree(pid)] + cpu.database_processes()
+def _process_groups(system: System) -> dict[str, list[psutil.Process]]:
+    """Each service (with its gunicorn workers), the relay, the database; and, reported but
+    not counted as the system's, the local SQS (it stands in for AWS) and the load generator."""
+    groups = {
+        name: cpu.process_tree(process.pid) for name, process in system.supervisor.processes.items()
+    }
+    groups["database"] = cpu.database_processes()
+    groups[_LOAD_GENERATOR] = [psutil.Process()]
+    return groups
 
 
 def profile_order_path(

@@ -80,3 +80,11 @@ def table(runs: list[dict[str, Any]]) -> str:
 def _errors(status_counts: dict[str, int]) -> str:
     errors = {status: n for status, n in status_counts.items() if status != "201"}
     return ", ".join(f"{status} x{n}" for status, n in sorted(errors.items())) or "none"
+
+
+def cpu_breakdown(run: dict[str, Any]) -> str:
+    """One line per level: CPU milliseconds per order of each process group, largest first."""
+    shares = sorted(run["cpu_ms_per_order_by_process"].items(), key=lambda item: -item[1])
+    return f"CPU ms/order at {run['concurrency']}: " + ", ".join(
+        f"{name} {ms:.2f}" for name, ms in shares
+    )

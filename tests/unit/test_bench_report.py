@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.report import latency_summary, percentile, table
+from bench.report import cpu_breakdown, latency_summary, percentile, table
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,8 @@ def test_table_lists_every_status_but_201_as_an_error():
     assert lines[2] == (
         "| 32 | 512 | 40.0 | 80.0 | 120.0 | 3.50 | 40 | 300 | 1300 | 0.39 | 409 x3, 503 x1 |"
     )
+
+
+def test_the_cpu_breakdown_names_each_process_group_largest_first():
+    run = {"concurrency": 8, "cpu_ms_per_order_by_process": {"database": 1.2, "order": 3.456}}
+    assert cpu_breakdown(run) == "CPU ms/order at 8: order 3.46, database 1.20"
