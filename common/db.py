@@ -36,6 +36,10 @@ def create_db_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        # Every checkout goes through a SQLAlchemy Connection, whose close already ends any
+        # transaction it began (commit or rollback); the pool's own ROLLBACK on return was a
+        # second, empty round trip after every transaction.
+        pool_reset_on_return=None,
         # Fewer gap locks than REPEATABLE READ; every invariant is kept by conditional
         # updates and row locks, never by re-reading a snapshot.
         isolation_level="READ COMMITTED",

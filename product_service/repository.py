@@ -242,7 +242,9 @@ class ProductRepository:
 
     def lock_stock(self, product_ids: Sequence[str]) -> dict[str, StockLevel]:
         """Locks the rows in ascending id order, the one order every batch takes them in."""
-        rows = self._db.execute(_LOCK_STOCK, {"ids": sorted(product_ids)})
+        rows = self._db.execute(
+            _lock_stock_statement(len(product_ids)), _id_values(sorted(product_ids))
+        )
         return {
             row.id: StockLevel(row.id, Decimal(row.price), int(row.stock), bool(row.archived))
             for row in rows
@@ -332,29 +334,31 @@ class ReservationRepository:
         )
 
 
-# Built once: the statement every batch reservation runs first, only the columns it needs.
-_LOCK_STOCK = (
-    sa.select(
-        products.c.id,
-        products.c.price,
-        products.c.stock,
-        products.c.archived_at.is_not(None).label("archived"),
-    )
-    .where(products.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(products.c.id)
-    .with_for_update()
-)
-
-
 def _stock_change(items: int) -> tuple[list[sa.BindParameter[str]], sa.Case[int]]:
     """`id IN (:id_0, ...)` and `CASE WHEN id = :id_0 THEN :quantity_0 ... END` for a batch."""
-    ids: list[sa.BindParameter[str]] = [sa.bindparam(f"id_{i}") for i in range(items)]
+    ids = _id_parameters(items)
     quantities: list[sa.BindParameter[int]] = [sa.bindparam(f"quantity_{i}") for i in range(items)]
     return ids, sa.case(*((products.c.id == i, q) for i, q in zip(ids, quantities, strict=True)))
 
 
 # One statement per batch size (at most the API's item limit), built once and reused, so
 # SQLAlchemy only binds values; building the CASE anew each time cost more than running it.
+@functools.cache
+def _lock_stock_statement(items: int) -> sa.Select[tuple[str, Decimal, int, bool]]:
+    """The first statement of every batch reservation: only the columns it needs."""
+    return (
+        sa.select(
+            products.c.id,
+            products.c.price,
+            products.c.stock,
+            products.c.archived_at.is_not(None).label("archived"),
+        )
+        .where(products.c.id.in_(_id_parameters(items)))
+        .order_by(products.c.id)
+        .with_for_update()
+    )
+
+
 @functools.cache
 def _take_stock_statement(items: int) -> sa.Update:
     ids, change = _stock_change(items)
@@ -371,12 +375,20 @@ def _return_stock_statement(items: int) -> sa.Update:
     return products.update().where(products.c.id.in_(ids)).values(stock=products.c.stock + change)
 
 
+def _id_parameters(items: int) -> list[sa.BindParameter[str]]:
+    return [sa.bindparam(f"id_{index}") for index in range(items)]
+
+
+def _id_values(product_ids: Sequence[str]) -> dict[str, object]:
+    return {f"id_{index}": product_id for index, product_id in enumerate(product_ids)}
+
+
 def _stock_change_parameters(quantities: dict[str, int]) -> dict[str, object]:
-    parameters: dict[str, object] = {}
-    for index, (product_id, quantity) in enumerate(sorted(quantities.items())):
-        parameters[f"id_{index}"] = product_id
-        parameters[f"quantity_{index}"] = quantity
-    return parameters
+    ordered = sorted(quantities)
+    return {
+        **_id_values(ordered),
+        **{f"quantity_{index}": quantities[pid] for index, pid in enumerate(ordered)},
+    }
 
 
 def _escape_like(text: str) -> str:

@@ -49,3 +49,35 @@ def test_a_connection_used_moments_ago_is_not_pinged(mysql_url):
         connection_id(engine)
     assert connection_id(engine) != killed
     engine.dispose()
+
+
+def rows_in(engine: Engine) -> int:
+    with engine.begin() as connection:
+        return int(connection.execute(sa.text("SELECT COUNT(*) FROM scratch")).scalar_one())
+
+
+def test_a_connection_comes_back_to_the_pool_with_no_transaction_open(mysql_url):
+    """The pool does not roll back on return (a wasted round trip), so this proves nothing
+    is left open: with one pooled connection, the next user would see its own uncommitted
+    rows if a transaction had survived."""
+    engine = create_db_engine(mysql_url, pool_size=1)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE scratch (id INT PRIMARY KEY)"))
+
+    with engine.connect() as connection:  # never committed
+        connection.execute(sa.text("INSERT INTO scratch VALUES (1)"))
+    assert rows_in(engine) == 0
+
+    def failing_unit_of_work() -> None:
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO scratch VALUES (2)"))
+            raise RuntimeError("the unit of work fails halfway")
+
+    with pytest.raises(RuntimeError):
+        failing_unit_of_work()
+    assert rows_in(engine) == 0
+
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO scratch VALUES (3)"))
+    assert rows_in(engine) == 1
+    engine.dispose()
