@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from typing import Any
 
 from gunicorn import glogging
+from gunicorn import util as gunicorn_util
 
 # Workers are separate processes; without a shared directory each would count only its own
 # requests and /metrics would answer for whichever worker served it. prometheus_client reads
@@ -39,6 +41,26 @@ class _OwnAccessLogLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn is
 
 accesslog = None
 logger_class = _OwnAccessLogLogger
+# gunicorn's maximum, as nginx's default: longer request lines are refused with 414 before
+# the application sees them (every URL the API defines fits with room to spare).
+limit_request_line = 8190
+
+
+def _write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """What gunicorn answers itself (a request line too long, malformed headers) is
+    problem+json like every other refusal, instead of its HTML page."""
+    body = json.dumps(
+        {"type": "about:blank", "title": reason, "status": status_int, "detail": mesg}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin1") + body)
+
+
+# The workers call `util.write_error` through the module, so this replaces it everywhere.
+gunicorn_util.write_error = _write_problem
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,

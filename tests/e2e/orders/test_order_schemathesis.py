@@ -13,15 +13,15 @@ import uuid
 from typing import Any
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from common.ids import CANONICAL_UUID_PATTERN
 from tests.e2e.orders.shop import SPEC, line, placed
+from tests.support.contract import service_schema
 
 pytestmark = pytest.mark.e2e
-schema = schemathesis.openapi.from_path(str(SPEC))
+schema = service_schema(str(SPEC))
 CANONICAL_UUID = re.compile(CANONICAL_UUID_PATTERN)
 VALID_KEY = re.compile(r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$")
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.e2e.conftest import ADMIN
+from tests.support.contract import service_schema
 
-schema = schemathesis.openapi.from_path("product_service/openapi.yaml")
+schema = service_schema("product_service/openapi.yaml")
 
 
 def _names_unknown_things(case) -> bool:

@@ -57,3 +57,21 @@ def test_a_forged_token_is_refused(product_service):
     )
     assert response.status_code == 401
     assert response.headers["Content-Type"] == "application/problem+json"
+
+
+def test_a_request_line_too_long_is_refused_as_problem_json(product_service):
+    """Answered by gunicorn itself, before the service: still problem+json, as documented."""
+    response = requests.get(
+        f"{product_service.url}/api/v1/products/search", params={"q": "x" * 9000}, timeout=10
+    )
+    assert response.status_code == 414
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["status"] == 414
+
+
+def test_a_long_but_acceptable_search_reaches_the_service(product_service):
+    response = requests.get(
+        f"{product_service.url}/api/v1/products/search", params={"q": "x" * 5000}, timeout=10
+    )
+    assert response.status_code == 422  # q is too long for the contract, not for the server
+    assert response.headers["Content-Type"] == "application/problem+json"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import requests
-import schemathesis
 from hypothesis import HealthCheck, settings
 
 from tests.e2e.conftest import ADMIN
+from tests.support.contract import service_schema
 
-schema = schemathesis.openapi.from_path("user_service/openapi.yaml")
+schema = service_schema("user_service/openapi.yaml")
 
 
 @schema.parametrize()
