@@ -13,7 +13,7 @@ from common.db import create_db_engine
 @pytest.fixture
 def mysql_url(databases, database_backend) -> str:
     if database_backend != "mysql":
-        pytest.skip("dropping a connection server-side needs MySQL's KILL")
+        pytest.skip("these are the MySQL engine's pool settings (SQLite has no server to drop)")
     return databases.create("pool")
 
 
