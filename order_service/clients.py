@@ -107,10 +107,12 @@ class HttpProductCatalog:
         answer = authorised_request(
             self._products, self._token, "POST", "/api/v1/reservations", json=body, idempotent=True
         )
-        if answer.status_code == 409 and "items" in _json(answer):
-            raise _short_items_refusal(_json(answer)["items"], lines)
-        if answer.status_code == 422:
-            raise Unprocessable(UNKNOWN_PRODUCTS, errors=_json(answer).get("errors") or [])
+        if answer.status_code in (409, 422):
+            refusal = _json(answer)
+            if answer.status_code == 422:
+                raise Unprocessable(UNKNOWN_PRODUCTS, errors=refusal.get("errors") or [])
+            if "items" in refusal:
+                raise _short_items_refusal(refusal["items"], lines)
         _raise_unless_ok(answer, self._products.dependency_name)
         return _held_prices(answer, lines, self._products.dependency_name)
 

@@ -18,25 +18,27 @@ pytestmark = pytest.mark.deploy
 REPLICAS = 3
 
 
-@pytest.mark.timeout(120)
-def test_replicas_migrating_one_fresh_database_at_once(databases, database_backend):
-    if database_backend != "mysql":
-        pytest.skip("the migration lock is MySQL's GET_LOCK; SQLite is single-host only")
-    url = databases.create("concurrent_migrations")
-    env = {**os.environ, "ORDER_DATABASE_URL": url}
+def run_replicas_together(command: list[str], env: dict[str, str]) -> list[str]:
+    """Starts REPLICAS copies of `command` at once; each must exit 0. Returns their outputs."""
     replicas = [
         subprocess.Popen(
-            [sys.executable, "-m", "order_service", "prestart"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         for _ in range(REPLICAS)
     ]
     outputs = [replica.communicate(timeout=100)[0] for replica in replicas]
     for replica, output in zip(replicas, outputs, strict=True):
         assert replica.returncode == 0, output
+    return outputs
+
+
+@pytest.mark.timeout(120)
+def test_replicas_migrating_one_fresh_database_at_once(databases, database_backend):
+    if database_backend != "mysql":
+        pytest.skip("the migration lock is MySQL's GET_LOCK; SQLite is single-host only")
+    url = databases.create("concurrent_migrations")
+    env = {**os.environ, "ORDER_DATABASE_URL": url}
+    run_replicas_together([sys.executable, "-m", "order_service", "prestart"], env)
     engine = sa.create_engine(url)
     with engine.connect() as connection:
         versions = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
@@ -71,17 +73,5 @@ def test_replicas_starting_together_on_an_empty_user_database(databases, tmp_pat
         "ARGON2_PARALLELISM": "1",
     }
     entrypoint = REPOSITORY / "deploy" / "docker" / "entrypoint.sh"
-    replicas = [
-        subprocess.Popen(
-            ["sh", str(entrypoint), "serve"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(REPLICAS)
-    ]
-    outputs = [replica.communicate(timeout=100)[0] for replica in replicas]
-    for replica, output in zip(replicas, outputs, strict=True):
-        assert replica.returncode == 0, output
+    for output in run_replicas_together(["sh", str(entrypoint), "serve"], env):
         assert "gunicorn would start" in output, output

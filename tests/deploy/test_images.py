@@ -12,14 +12,12 @@ import json
 import os
 import shlex
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.support.dockerfiles import REPOSITORY, Dockerfile, Replay
-from tests.support.processes import free_port
+from tests.support.processes import RunningProcess, free_port, wait_for_http
 from tests.support.tokens import signing_key_pem
 
 pytestmark = pytest.mark.deploy
@@ -145,8 +143,9 @@ def test_image_build_and_entrypoint_replayed(service, databases, image_layers, t
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    running = RunningProcess(service, server, log_path)
     try:
-        _wait_for_health(f"http://127.0.0.1:{port}/health", server, log_path)
+        wait_for_http(f"http://127.0.0.1:{port}/health", running, timeout_s=60)
         healthcheck = final.last("HEALTHCHECK")
         assert healthcheck is not None
         probe = healthcheck.arguments.split("CMD", 1)[1]
@@ -166,14 +165,8 @@ def test_image_build_and_entrypoint_replayed(service, databases, image_layers, t
             )
             assert relay.returncode == 0 and "outbox" in relay.stdout.lower(), relay.stderr
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, 15)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, 9)
-                server.wait()
-    text = log_path.read_text(errors="replace")
+        running.stop()
+    text = running.log_text()
     assert "database at head" in text, text[-3000:]
     written = {path for path, stamp in _files(replay.root).items() if before.get(path) != stamp}
     assert not written, f"wrote outside /tmp, which is read-only in the container: {written}"
@@ -196,17 +189,3 @@ def _healthcheck_argv(probe: str, venv_python: Path) -> list[str]:
     argv = [str(part) for part in json.loads(probe.strip())]
     assert argv[0] == "python"
     return [str(venv_python), *argv[1:]]
-
-
-def _wait_for_health(url: str, server: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the entrypoint exited ({server.returncode}):\n{log_path.read_text()}")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{url} did not answer 200 in 60 s:\n{log_path.read_text()[-3000:]}")

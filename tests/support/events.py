@@ -14,6 +14,18 @@ from typing import Any
 
 from devstack.sqs import local_sqs_client
 
+# Every field an order event's body has, per the contract (API.md, "Events").
+EVENT_BODY_FIELDS = {
+    "eventId",
+    "eventType",
+    "occurredAt",
+    "orderId",
+    "userId",
+    "status",
+    "totalAmount",
+    "items",
+}
+
 
 @dataclass(frozen=True)
 class Delivery:

@@ -116,4 +116,6 @@ def wait_for_http(url: str, running: RunningProcess, timeout_s: float = 30) -> N
             pass
         time.sleep(0.1)
     running.stop()
-    raise TimeoutError(f"{running.name} did not answer {url} in {timeout_s}s")
+    raise TimeoutError(
+        f"{running.name} did not answer {url} in {timeout_s}s:\n{running.log_text()[-3000:]}"
+    )

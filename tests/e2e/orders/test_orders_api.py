@@ -26,6 +26,7 @@ from tests.e2e.orders.shop import (
     stock_of,
     transition,
 )
+from tests.support.events import EVENT_BODY_FIELDS
 
 pytestmark = pytest.mark.e2e
 
@@ -589,16 +590,7 @@ def test_each_state_change_publishes_its_event(
     assert created.attributes["eventType"] == "order_created"
     assert created.attributes.get("requestId") == request_id
     body = created.body
-    assert set(body) == {
-        "eventId",
-        "eventType",
-        "occurredAt",
-        "orderId",
-        "userId",
-        "status",
-        "totalAmount",
-        "items",
-    }
+    assert set(body) == EVENT_BODY_FIELDS
     assert body["eventType"] == "order_created"
     assert body["orderId"] == order["id"]
     assert body["userId"] == customer.id

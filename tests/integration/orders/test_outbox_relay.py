@@ -13,6 +13,7 @@ from botocore.exceptions import EndpointConnectionError
 from order_service.outbox import EventQueue, OutboxRelay, outbox_status
 from order_service.repository import outbox
 from tests.integration.orders.conftest import CUSTOMER, order_of
+from tests.support.events import EVENT_BODY_FIELDS
 
 
 def drain(sqs_client, queue_url: str) -> list[dict]:
@@ -82,16 +83,7 @@ def test_events_arrive_with_their_body_and_attributes(
     for message, body in zip(messages, bodies, strict=True):
         assert message["MessageAttributes"]["eventType"]["StringValue"] == body["eventType"]
         assert body["orderId"] == order.id
-        assert set(body) == {
-            "eventId",
-            "eventType",
-            "occurredAt",
-            "orderId",
-            "userId",
-            "status",
-            "totalAmount",
-            "items",
-        }
+        assert set(body) == EVENT_BODY_FIELDS
     assert outbox_status(order_db).pending == 0
 
 
