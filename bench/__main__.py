@@ -45,6 +45,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     directory = results_dir()
+    # Before anything starts, so the speed reference is not slowed by the system it describes.
+    machine = report.machine()
     with (directory / "system.log").open("w") as log:
         system = start(arguments.mysql_url, log, overrides={})
         drain = EventDrain(system.env["SQS_ENDPOINT_URL"])
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         run["consistent"] = verdict.consistent
     document = {
-        "machine": report.machine(),
+        "machine": machine,
         "settings": {key: system.env.get(key) for key in ("WEB_CONCURRENCY", "GUNICORN_THREADS")},
         "duration_s": arguments.duration,
         "runs": runs,
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         print(report.cpu_breakdown(run))
     print(f"consistent: {verdict.consistent} ({verdict.summary()})")
+    print(f"machine: a fixed Python loop took {machine['python_loop_ms']} ms (speed reference)")
     print(f"results: {path}" + (f"; profile: {profile}" if profile else ""))
     return 0 if verdict.consistent else 1
 
@@ -139,9 +142,17 @@ def add_database_limit(
 ) -> None:
     concurrency = run["concurrency"]
     print(f"bench: database limit at concurrency {concurrency}", flush=True)
+    # This process reaps the limit's worker processes, so its children's CPU counts theirs.
+    measured = [psutil.Process(), *cpu.database_processes()]
+    cpu_before = cpu.cpu_seconds(measured)
     limit = dblimit.measure(urls, product_ids, concurrency=concurrency, duration_s=duration_s)
+    orders = max(limit * duration_s, 1.0)
     run["db_limit_orders_per_s"] = round(limit, 1)
     run["ratio_to_db_limit"] = round(run["orders_per_s"] / limit, 3) if limit else 0.0
+    # The bare SQL's own cost (driver and server): the floor under `cpu_ms_per_order`.
+    run["db_limit_cpu_ms_per_order"] = round(
+        (cpu.cpu_seconds(measured) - cpu_before) * 1000 / orders, 2
+    )
 
 
 def _process_groups(system: System) -> dict[str, list[psutil.Process]]:

@@ -6,6 +6,7 @@ import json
 import math
 import platform
 import statistics
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,20 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "python_loop_ms": python_loop_ms(),
     }
+
+
+def python_loop_ms(repeats: int = 5) -> float:
+    """CPU time of a fixed pure-Python loop, median of `repeats`. Machines of the same kind
+    here have run the same code at half the speed of another day's, so each result file
+    records how fast its machine ran Python: compare CPU figures across files with this."""
+    timings = []
+    for _ in range(repeats):
+        started = time.process_time()
+        sum(i * i for i in range(1_000_000))
+        timings.append((time.process_time() - started) * 1000)
+    return round(statistics.median(timings), 1)
 
 
 def write_results(directory: Path, document: dict[str, Any]) -> Path:
@@ -83,8 +97,12 @@ def _errors(status_counts: dict[str, int]) -> str:
 
 
 def cpu_breakdown(run: dict[str, Any]) -> str:
-    """One line per level: CPU milliseconds per order of each process group, largest first."""
+    """One line per level: CPU milliseconds per order of each process group, largest first,
+    then what the database limit's bare SQL took per order, where it was measured."""
     shares = sorted(run["cpu_ms_per_order_by_process"].items(), key=lambda item: -item[1])
-    return f"CPU ms/order at {run['concurrency']}: " + ", ".join(
+    line = f"CPU ms/order at {run['concurrency']}: " + ", ".join(
         f"{name} {ms:.2f}" for name, ms in shares
     )
+    if "db_limit_cpu_ms_per_order" in run:
+        line += f" (the database limit's bare SQL: {run['db_limit_cpu_ms_per_order']:.2f})"
+    return line

@@ -51,3 +51,14 @@ def test_table_lists_every_status_but_201_as_an_error():
 def test_the_cpu_breakdown_names_each_process_group_largest_first():
     run = {"concurrency": 8, "cpu_ms_per_order_by_process": {"database": 1.2, "order": 3.456}}
     assert cpu_breakdown(run) == "CPU ms/order at 8: order 3.46, database 1.20"
+
+
+def test_the_cpu_breakdown_ends_with_the_bare_sql_cost_when_measured():
+    run = {
+        "concurrency": 32,
+        "cpu_ms_per_order_by_process": {"order": 3.0},
+        "db_limit_cpu_ms_per_order": 4.567,
+    }
+    assert cpu_breakdown(run) == (
+        "CPU ms/order at 32: order 3.00 (the database limit's bare SQL: 4.57)"
+    )
