@@ -6,7 +6,6 @@ import json
 import math
 import platform
 import statistics
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,20 +38,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-        "python_loop_ms": python_loop_ms(),
     }
-
-
-def python_loop_ms(repeats: int = 5) -> float:
-    """CPU time of a fixed pure-Python loop, median of `repeats`. Machines of the same kind
-    here have run the same code at half the speed of another day's, so each result file
-    records how fast its machine ran Python: compare CPU figures across files with this."""
-    timings = []
-    for _ in range(repeats):
-        started = time.process_time()
-        sum(i * i for i in range(1_000_000))
-        timings.append((time.process_time() - started) * 1000)
-    return round(statistics.median(timings), 1)
 
 
 def write_results(directory: Path, document: dict[str, Any]) -> Path:
