@@ -21,6 +21,7 @@ from bench.events import EventDrain
 from bench.load import closed_loop
 from bench.setup import Catalog, create_catalog
 from bench.system import System, results_dir, start
+from devstack.stack import SERVICES
 
 # The order service's workers are where an order's time goes; py-spy samples them.
 PROFILED_SERVICE = "order_service"
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         run["consistent"] = verdict.consistent
     document = {
         "machine": report.machine(),
-        "settings": {key: system.env.get(key) for key in ("WEB_CONCURRENCY", "GUNICORN_THREADS")},
+        "settings": _gunicorn_settings(system),
         "duration_s": arguments.duration,
         "runs": runs,
         "consistency": verdict.as_dict(),
@@ -150,6 +151,16 @@ def add_database_limit(
     run["db_limit_cpu_ms_per_order"] = round(
         (cpu.cpu_seconds(measured) - cpu_before) * 1000 / orders, 2
     )
+
+
+def _gunicorn_settings(system: System) -> dict[str, Any]:
+    exported_threads = system.env.get("GUNICORN_THREADS")
+    return {
+        "WEB_CONCURRENCY": system.env.get("WEB_CONCURRENCY"),
+        "gunicorn_threads": {
+            spec.name: int(exported_threads or spec.gunicorn_threads) for spec in SERVICES
+        },
+    }
 
 
 def _process_groups(system: System) -> dict[str, list[psutil.Process]]:

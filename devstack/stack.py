@@ -32,6 +32,8 @@ class ServiceSpec:
     database_env: str
     # Extra long-running processes of the same package, e.g. the order service's relay.
     workers: dict[str, list[str]] = field(default_factory=dict)
+    # gunicorn threads per worker unless GUNICORN_THREADS is exported (see gunicorn_conf).
+    gunicorn_threads: int = 8
 
     @property
     def available(self) -> bool:
@@ -44,7 +46,7 @@ class ServiceSpec:
 
 SERVICES = [
     ServiceSpec("user_service", 8082, "USER_DATABASE_URL"),
-    ServiceSpec("product_service", 8081, "PRODUCT_DATABASE_URL"),
+    ServiceSpec("product_service", 8081, "PRODUCT_DATABASE_URL", gunicorn_threads=4),
     ServiceSpec(
         "order_service",
         8080,
@@ -240,7 +242,11 @@ def start_system(supervisor: Supervisor, env: dict[str, str]) -> list[ServiceSpe
 
 def _start_service(supervisor: Supervisor, spec: ServiceSpec, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", spec.name, "prestart"], env=env, check=True)
-    service_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(_fresh_metrics_dir(spec.name))}
+    service_env = {
+        "GUNICORN_THREADS": str(spec.gunicorn_threads),
+        **env,
+        "PROMETHEUS_MULTIPROC_DIR": str(_fresh_metrics_dir(spec.name)),
+    }
     supervisor.start(spec.name, gunicorn_command(spec), service_env)
     for worker_name, command in spec.workers.items():
         supervisor.start(worker_name, command, env)
