@@ -18,7 +18,7 @@ import psutil
 
 from bench import consistency, cpu, dblimit, report
 from bench.events import EventDrain
-from bench.load import closed_loop
+from bench.load import LoadResult, closed_loop
 from bench.setup import Catalog, create_catalog
 from bench.system import System, results_dir, start
 from devstack.stack import SERVICES
@@ -39,6 +39,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
         help="server the bench creates its shop_bench_* databases on",
     )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5.0,
+        help="seconds of the same load before each level, not measured",
+    )
     parser.add_argument("--profile-seconds", type=float, default=15.0, help="0 to skip")
     return parser.parse_args(argv)
 
@@ -53,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             catalog = create_catalog(system, products=arguments.products, shoppers=64)
             drain.start()
             runs = [
-                measure_level(system, catalog, drain, level, arguments.duration)
+                measure_level(
+                    system, catalog, drain, level, arguments.duration, warmup_s=arguments.warmup
+                )
                 for level in arguments.concurrency
             ]
             verdict = consistency.check(system.database_urls, drain)
@@ -75,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": report.machine(),
         "settings": _gunicorn_settings(system),
         "duration_s": arguments.duration,
+        "warmup_s": arguments.warmup,
         "runs": runs,
         "consistency": verdict.as_dict(),
         "profile": profile,
@@ -89,22 +98,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure_level(
-    system: System, catalog: Catalog, drain: EventDrain, concurrency: int, duration_s: float
+    system: System,
+    catalog: Catalog,
+    drain: EventDrain,
+    concurrency: int,
+    duration_s: float,
+    *,
+    warmup_s: float,
 ) -> dict[str, Any]:
     print(f"bench: concurrency {concurrency}, {duration_s:.0f}s of orders", flush=True)
+    # Steady state only: the first orders of a level also pay for each worker's first service
+    # login (an argon2 hash), its user lookups and its pooled connections.
+    if warmup_s > 0:
+        _order_load(system, catalog, concurrency, warmup_s)
     groups = _process_groups(system)
     cpu_before = {name: cpu.cpu_seconds(processes) for name, processes in groups.items()}
     window_start = time.time()
     started = time.monotonic()
-    load = asyncio.run(
-        closed_loop(
-            f"{system.url('order_service')}/api/v1/orders",
-            catalog.shoppers,
-            catalog.product_ids,
-            concurrency=concurrency,
-            duration_s=duration_s,
-        )
-    )
+    load = _order_load(system, catalog, concurrency, duration_s)
     elapsed = time.monotonic() - started
     cpu_used_s = {
         name: cpu.cpu_seconds(processes) - cpu_before[name] for name, processes in groups.items()
@@ -133,6 +144,20 @@ def measure_level(
         "relay_lag_p50_ms": round(report.percentile(lags, 0.50)),
         "relay_lag_p99_ms": round(report.percentile(lags, 0.99)),
     }
+
+
+def _order_load(
+    system: System, catalog: Catalog, concurrency: int, duration_s: float
+) -> LoadResult:
+    return asyncio.run(
+        closed_loop(
+            f"{system.url('order_service')}/api/v1/orders",
+            catalog.shoppers,
+            catalog.product_ids,
+            concurrency=concurrency,
+            duration_s=duration_s,
+        )
+    )
 
 
 def add_database_limit(
@@ -200,15 +225,7 @@ def profile_order_path(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    asyncio.run(
-        closed_loop(
-            f"{system.url('order_service')}/api/v1/orders",
-            catalog.shoppers,
-            catalog.product_ids,
-            concurrency=concurrency,
-            duration_s=seconds + 2,
-        )
-    )
+    _order_load(system, catalog, concurrency, seconds + 2)
     spy.wait(timeout=60)
     return str(output)
 
