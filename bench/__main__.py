@@ -21,7 +21,7 @@ from bench.events import EventDrain
 from bench.load import LoadResult, closed_loop
 from bench.setup import Catalog, create_catalog
 from bench.system import System, results_dir, start
-from devstack.stack import SERVICES
+from devstack.stack import SERVICES, gunicorn_threads
 
 # The order service's workers are where an order's time goes; py-spy samples them.
 PROFILED_SERVICE = "order_service"
@@ -179,12 +179,9 @@ def add_database_limit(
 
 
 def _gunicorn_settings(system: System) -> dict[str, Any]:
-    exported_threads = system.env.get("GUNICORN_THREADS")
     return {
         "WEB_CONCURRENCY": system.env.get("WEB_CONCURRENCY"),
-        "gunicorn_threads": {
-            spec.name: int(exported_threads or spec.gunicorn_threads) for spec in SERVICES
-        },
+        "gunicorn_threads": {spec.name: gunicorn_threads(spec, system.env) for spec in SERVICES},
     }
 
 

@@ -240,11 +240,16 @@ def start_system(supervisor: Supervisor, env: dict[str, str]) -> list[ServiceSpe
     return services
 
 
+def gunicorn_threads(spec: ServiceSpec, env: dict[str, str]) -> int:
+    """The service's own thread count, unless GUNICORN_THREADS is exported for every service."""
+    return int(env.get("GUNICORN_THREADS") or spec.gunicorn_threads)
+
+
 def _start_service(supervisor: Supervisor, spec: ServiceSpec, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", spec.name, "prestart"], env=env, check=True)
     service_env = {
-        "GUNICORN_THREADS": str(spec.gunicorn_threads),
         **env,
+        "GUNICORN_THREADS": str(gunicorn_threads(spec, env)),
         "PROMETHEUS_MULTIPROC_DIR": str(_fresh_metrics_dir(spec.name)),
     }
     supervisor.start(spec.name, gunicorn_command(spec), service_env)
