@@ -20,7 +20,7 @@ from bench import consistency, cpu, dblimit, report
 from bench.events import EventDrain
 from bench.load import LoadResult, closed_loop
 from bench.setup import Catalog, create_catalog
-from bench.system import System, results_dir, start
+from bench.system import System, logs_dir, results_dir, start
 from devstack.stack import SERVICES, gunicorn_threads
 
 # The order service's workers are where an order's time goes; py-spy samples them.
@@ -52,8 +52,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     directory = results_dir()
-    with (directory / "system.log").open("w") as log:
-        system = start(arguments.mysql_url, log, overrides={})
+    logs = logs_dir()
+    with (logs / "devstack.log").open("w") as log:
+        system = start(arguments.mysql_url, logs, log, overrides={})
         drain = EventDrain(system.env["SQS_ENDPOINT_URL"])
         try:
             catalog = create_catalog(system, products=arguments.products, shoppers=64)

@@ -46,7 +46,9 @@ def fresh_databases(server_url: str, prefix: str = "shop_bench") -> dict[str, st
     return urls
 
 
-def start(server_url: str, log: TextIO, overrides: dict[str, str]) -> System:
+def start(server_url: str, log_dir: Path, log: TextIO, overrides: dict[str, str]) -> System:
+    """Each process writes its output to `<name>.log` in `log_dir`; the supervisor's own
+    news goes to `log`."""
     database_urls = fresh_databases(server_url)
     env = {
         **local_environment(),
@@ -55,7 +57,7 @@ def start(server_url: str, log: TextIO, overrides: dict[str, str]) -> System:
         "ADMIN_PASSWORD": ADMIN[1],
         **overrides,
     }
-    supervisor = Supervisor(output=log)
+    supervisor = Supervisor(output=log, log_dir=log_dir)
     start_system(supervisor, env)
     system = System(env, supervisor, database_urls)
     not_ready = wait_until_answering([f"{spec.url}/health/ready" for spec in SERVICES], 60)
@@ -68,4 +70,11 @@ def start(server_url: str, log: TextIO, overrides: dict[str, str]) -> System:
 def results_dir() -> Path:
     path = Path("bench/results")
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def logs_dir() -> Path:
+    """Where the system's processes write their output during a bench: one file each."""
+    path = results_dir() / "logs"
+    path.mkdir(exist_ok=True)
     return path

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from devstack import logview, sqs
 
@@ -90,11 +90,17 @@ def _local_credentials() -> dict[str, str]:
 
 
 class Supervisor:
-    """Starts processes, prefixes their output, and stops them all together."""
+    """Starts processes, prefixes their output, and stops them all together.
 
-    def __init__(self, output: TextIO | None = None) -> None:
+    With `log_dir`, each process writes its output straight to `<name>.log` there instead, and
+    no thread of this process relays it: the bench does this because relaying every access
+    line cost its load generator ~0.2 ms of CPU per order, on the cores the system shares.
+    """
+
+    def __init__(self, output: TextIO | None = None, *, log_dir: Path | None = None) -> None:
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._output = output or sys.stdout
+        self._log_dir = log_dir
         self._colour = self._output.isatty()
         self._stopping = threading.Event()
 
@@ -103,15 +109,21 @@ class Supervisor:
         return dict(self._processes)
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        if self._log_dir is not None:
+            with (self._log_dir / f"{name}.log").open("wb") as log:
+                self._processes[name] = self._popen(command, env, log)
+            return
+        process = self._popen(command, env, subprocess.PIPE)
         self._processes[name] = process
         threading.Thread(target=self._pump, args=(name, process), daemon=True).start()
+
+    @staticmethod
+    def _popen(
+        command: list[str], env: dict[str, str], stdout: int | BinaryIO
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command, env=env, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def _pump(self, name: str, process: subprocess.Popen[bytes]) -> None:
         colour = COLOURS[list(self._processes).index(name) % len(COLOURS)] if self._colour else ""

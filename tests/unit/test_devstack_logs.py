@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
 from devstack import logview
 from devstack.stack import SERVICES, Supervisor, banner
@@ -73,3 +74,12 @@ def test_the_banner_in_a_log_file_is_json_lines():
         {"process": "devstack", "message": "Shop is running:"},
         {"process": "devstack", "message": "next  make demo"},
     ]
+
+
+def test_with_a_log_dir_each_process_writes_its_own_file_and_nothing_is_relayed(tmp_path):
+    log = io.StringIO()
+    supervisor = Supervisor(output=log, log_dir=tmp_path)
+    supervisor.start("echoer", [sys.executable, "-c", "print('hello'); print('again')"], {})
+    assert supervisor.processes["echoer"].wait(timeout=10) == 0
+    assert (tmp_path / "echoer.log").read_text() == "hello\nagain\n"
+    assert log.getvalue() == ""
