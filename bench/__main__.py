@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=5.0,
         help="seconds of the same load before each level, not measured",
     )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=3,
+        help="each level's time in this many slices of orders, each followed by as long of "
+        "the database limit, so both figures of the ratio see the machine at the same time",
+    )
     parser.add_argument("--profile-seconds", type=float, default=15.0, help="0 to skip")
     return parser.parse_args(argv)
 
@@ -58,18 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         drain = EventDrain(system.env["SQS_ENDPOINT_URL"])
         try:
             catalog = create_catalog(system, products=arguments.products, shoppers=64)
+            # On databases of its own, so the limit's orders never reach the system's figures.
+            limit = dblimit.prepare(arguments.mysql_url, arguments.products)
             drain.start()
             runs = [
                 measure_level(
-                    system, catalog, drain, level, arguments.duration, warmup_s=arguments.warmup
+                    Level(system, catalog, drain, limit, level),
+                    arguments.duration,
+                    warmup_s=arguments.warmup,
+                    slices=arguments.slices,
                 )
                 for level in arguments.concurrency
             ]
             verdict = consistency.check(system.database_urls, drain)
-            # After the system's runs, on databases of its own: nothing else competes for MySQL.
-            limit_urls, limit_products = dblimit.prepare(arguments.mysql_url, arguments.products)
-            for run in runs:
-                add_database_limit(run, limit_urls, limit_products, arguments.duration)
             profile = (
                 profile_order_path(system, catalog, max(arguments.concurrency), arguments)
                 if arguments.profile_seconds > 0
@@ -85,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": _gunicorn_settings(system),
         "duration_s": arguments.duration,
         "warmup_s": arguments.warmup,
+        "slices": arguments.slices,
         "runs": runs,
         "consistency": verdict.as_dict(),
         "profile": profile,
@@ -98,33 +109,59 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if verdict.consistent else 1
 
 
+@dataclass(frozen=True)
+class Level:
+    """One concurrency level: the running system and its catalog, the event consumer, and the
+    databases the limit runs on."""
+
+    system: System
+    catalog: Catalog
+    drain: EventDrain
+    limit: dblimit.DatabaseLimit
+    concurrency: int
+
+
 def measure_level(
-    system: System,
-    catalog: Catalog,
-    drain: EventDrain,
-    concurrency: int,
-    duration_s: float,
-    *,
-    warmup_s: float,
+    level: Level, duration_s: float, *, warmup_s: float, slices: int
 ) -> dict[str, Any]:
-    print(f"bench: concurrency {concurrency}, {duration_s:.0f}s of orders", flush=True)
+    system, concurrency = level.system, level.concurrency
+    print(
+        f"bench: concurrency {concurrency}, {duration_s:.0f}s of orders in {slices} slices, "
+        "each followed by as long of the database limit",
+        flush=True,
+    )
     # Steady state only: the first orders of a level also pay for each worker's first service
     # login (an argon2 hash), its user lookups and its pooled connections.
     if warmup_s > 0:
-        _order_load(system, catalog, concurrency, warmup_s)
+        _order_load(system, level.catalog, concurrency, warmup_s)
     groups = _process_groups(system)
-    cpu_before = {name: cpu.cpu_seconds(processes) for name, processes in groups.items()}
+    slice_s = duration_s / slices
+    load = LoadResult(concurrency, duration_s)
+    cpu_used_s: Counter[str] = Counter()
+    elapsed = limit_orders = limit_cpu_s = 0.0
     window_start = time.time()
-    started = time.monotonic()
-    load = _order_load(system, catalog, concurrency, duration_s)
-    elapsed = time.monotonic() - started
-    cpu_used_s = {
-        name: cpu.cpu_seconds(processes) - cpu_before[name] for name, processes in groups.items()
-    }
+    # This machine's speed drifts by tens of per cent over minutes; taking the system and the
+    # limit in turns keeps that drift out of their ratio.
+    for _ in range(slices):
+        cpu_before = {name: cpu.cpu_seconds(processes) for name, processes in groups.items()}
+        started = time.monotonic()
+        load.add(_order_load(system, level.catalog, concurrency, slice_s))
+        elapsed += time.monotonic() - started
+        cpu_used_s.update(
+            {
+                name: cpu.cpu_seconds(processes) - cpu_before[name]
+                for name, processes in groups.items()
+            }
+        )
+        # The slice's last events are relayed and consumed before the limit takes the machine.
+        level.drain.wait_until_quiet(quiet_s=1.0)
+        orders_placed, cpu_s = level.limit.run(concurrency, slice_s)
+        limit_orders += orders_placed
+        limit_cpu_s += cpu_s
     orders = max(load.orders, 1)
-    drain.wait_until_quiet()
     lags = consistency.relay_lags_ms(system.database_urls, since_epoch_s=window_start)
     orders_per_s = load.orders / elapsed
+    limit_per_s = limit_orders / (slice_s * slices)
     return {
         "concurrency": concurrency,
         "orders": load.orders,
@@ -144,6 +181,10 @@ def measure_level(
         "load_generator_cpu_cores": round(cpu_used_s[_LOAD_GENERATOR] / elapsed, 2),
         "relay_lag_p50_ms": round(report.percentile(lags, 0.50)),
         "relay_lag_p99_ms": round(report.percentile(lags, 0.99)),
+        "db_limit_orders_per_s": round(limit_per_s, 1),
+        "ratio_to_db_limit": round(orders_per_s / limit_per_s, 3) if limit_per_s else 0.0,
+        # The bare SQL's own cost (driver and server): the floor under `cpu_ms_per_order`.
+        "db_limit_cpu_ms_per_order": round(limit_cpu_s * 1000 / max(limit_orders, 1.0), 2),
     }
 
 
@@ -158,24 +199,6 @@ def _order_load(
             concurrency=concurrency,
             duration_s=duration_s,
         )
-    )
-
-
-def add_database_limit(
-    run: dict[str, Any], urls: dict[str, str], product_ids: list[str], duration_s: float
-) -> None:
-    concurrency = run["concurrency"]
-    print(f"bench: database limit at concurrency {concurrency}", flush=True)
-    # This process reaps the limit's worker processes, so its children's CPU counts theirs.
-    measured = [psutil.Process(), *cpu.database_processes()]
-    cpu_before = cpu.cpu_seconds(measured)
-    limit = dblimit.measure(urls, product_ids, concurrency=concurrency, duration_s=duration_s)
-    orders = max(limit * duration_s, 1.0)
-    run["db_limit_orders_per_s"] = round(limit, 1)
-    run["ratio_to_db_limit"] = round(run["orders_per_s"] / limit, 3) if limit else 0.0
-    # The bare SQL's own cost (driver and server): the floor under `cpu_ms_per_order`.
-    run["db_limit_cpu_ms_per_order"] = round(
-        (cpu.cpu_seconds(measured) - cpu_before) * 1000 / orders, 2
     )
 
 

@@ -17,13 +17,16 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import psutil
 import pymysql
 import sqlalchemy as sa
 
+from bench import cpu
 from bench.setup import INITIAL_STOCK
 from bench.system import fresh_databases
 from common.ids import new_id
@@ -36,7 +39,24 @@ Connection = Any  # a PyMySQL connection (the driver ships no type hints)
 BATCH_MARKER = "00000000-0000-0000-0000-000000000000"
 
 
-def prepare(server_url: str, products: int) -> tuple[dict[str, str], list[str]]:
+@dataclass(frozen=True)
+class DatabaseLimit:
+    """The limit's own databases and products, ready to take orders."""
+
+    urls: dict[str, str]
+    product_ids: list[str]
+
+    def run(self, concurrency: int, duration_s: float) -> tuple[float, float]:
+        """Places orders for `duration_s`; returns how many, and the CPU seconds they cost the
+        driver and the server together."""
+        # This process reaps the limit's worker processes, so its children's CPU counts theirs.
+        measured = [psutil.Process(), *cpu.database_processes()]
+        cpu_before = cpu.cpu_seconds(measured)
+        per_s = measure(self.urls, self.product_ids, concurrency=concurrency, duration_s=duration_s)
+        return per_s * duration_s, cpu.cpu_seconds(measured) - cpu_before
+
+
+def prepare(server_url: str, products: int) -> DatabaseLimit:
     """Databases of their own, so the limit's orders never reach the system's relay or figures."""
     urls = fresh_databases(server_url, prefix="shop_bench_limit")
     upgrade_to_head(urls["PRODUCT_DATABASE_URL"], PRODUCT_MIGRATIONS)
@@ -52,7 +72,7 @@ def prepare(server_url: str, products: int) -> tuple[dict[str, str], list[str]]:
             ),
             [{"id": pid, "stock": INITIAL_STOCK, "now": now} for pid in product_ids],
         )
-    return urls, product_ids
+    return DatabaseLimit(urls, product_ids)
 
 
 def measure(
@@ -101,12 +121,16 @@ def _place_orders(
     seed: int,
 ) -> int:
     placed = [0] * threads
-    deadline = time.monotonic() + duration_s
+    # The clock starts once every thread holds its connections: at 32 clients connecting takes
+    # over a second here, which would otherwise count as time the databases did no orders.
+    connected = threading.Barrier(threads)
 
     def shopper(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
         products = _connect(database_urls["PRODUCT_DATABASE_URL"])
         orders = _connect(database_urls["ORDER_DATABASE_URL"])
+        connected.wait()
+        deadline = time.monotonic() + duration_s
         while time.monotonic() < deadline:
             wanted = {pid: rng.randint(1, 3) for pid in rng.sample(product_ids, rng.randint(1, 3))}
             _one_order(products, orders, wanted)

@@ -25,6 +25,12 @@ class LoadResult:
     def orders(self) -> int:
         return self.statuses["201"]
 
+    def add(self, other: LoadResult) -> None:
+        """Counts another slice of the same load as part of this one."""
+        self.latencies_ms.extend(other.latencies_ms)
+        self.statuses.update(other.statuses)
+        self.follow_up_statuses.update(other.follow_up_statuses)
+
 
 @dataclass(frozen=True)
 class Shopper:

@@ -1,9 +1,12 @@
-"""The benchmark's arithmetic: percentiles and the results table."""
+"""The benchmark's arithmetic: percentiles, slices of a load and the results table."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
+from bench.load import LoadResult
 from bench.report import cpu_breakdown, latency_summary, percentile, table
 
 
@@ -62,3 +65,13 @@ def test_the_cpu_breakdown_ends_with_the_bare_sql_cost_when_measured():
     assert cpu_breakdown(run) == (
         "CPU ms/order at 32: order 3.00 (the database limit's bare SQL: 4.57)"
     )
+
+
+def test_slices_of_a_load_add_up_to_one_result():
+    first = LoadResult(32, 10.0, [5.0, 7.0], Counter({"201": 2}), Counter({"pay 200": 1}))
+    second = LoadResult(32, 10.0, [9.0], Counter({"201": 1, "409": 1}), Counter({"pay 200": 1}))
+    first.add(second)
+    assert first.latencies_ms == [5.0, 7.0, 9.0]
+    assert first.orders == 3
+    assert first.statuses["409"] == 1
+    assert first.follow_up_statuses == Counter({"pay 200": 2})
