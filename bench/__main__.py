@@ -55,7 +55,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "the database limit, so both figures of the ratio see the machine at the same time",
     )
     parser.add_argument("--profile-seconds", type=float, default=15.0, help="0 to skip")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if arguments.slices < 1 or arguments.duration <= 0:
+        parser.error("--slices must be at least 1 and --duration more than 0")
+    return arguments
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from bench.__main__ import parse_arguments
 from bench.load import LoadResult
 from bench.report import cpu_breakdown, latency_summary, percentile, table
 
@@ -75,3 +76,15 @@ def test_slices_of_a_load_add_up_to_one_result():
     assert first.orders == 3
     assert first.statuses["409"] == 1
     assert first.follow_up_statuses == Counter({"pay 200": 2})
+
+
+@pytest.mark.parametrize("argv", [["--slices", "0"], ["--duration", "0"]])
+def test_a_level_needs_time_and_at_least_one_slice(argv, capsys):
+    with pytest.raises(SystemExit):
+        parse_arguments(argv)
+    assert "--slices must be at least 1" in capsys.readouterr().err
+
+
+def test_each_level_takes_three_slices_unless_told():
+    assert parse_arguments([]).slices == 3
+    assert parse_arguments(["--slices", "1"]).slices == 1
