@@ -164,7 +164,7 @@ def measure_level(
     orders = max(load.orders, 1)
     lags = consistency.relay_lags_ms(system.database_urls, since_epoch_s=window_start)
     orders_per_s = load.orders / elapsed
-    limit_per_s = limit_orders / (slice_s * slices)
+    limit_per_s = limit_orders / duration_s
     return {
         "concurrency": concurrency,
         "orders": load.orders,

@@ -46,14 +46,14 @@ class DatabaseLimit:
     urls: dict[str, str]
     product_ids: list[str]
 
-    def run(self, concurrency: int, duration_s: float) -> tuple[float, float]:
+    def run(self, concurrency: int, duration_s: float) -> tuple[int, float]:
         """Places orders for `duration_s`; returns how many, and the CPU seconds they cost the
         driver and the server together."""
         # This process reaps the limit's worker processes, so its children's CPU counts theirs.
         measured = [psutil.Process(), *cpu.database_processes()]
         cpu_before = cpu.cpu_seconds(measured)
-        per_s = measure(self.urls, self.product_ids, concurrency=concurrency, duration_s=duration_s)
-        return per_s * duration_s, cpu.cpu_seconds(measured) - cpu_before
+        placed = _orders_placed(self.urls, self.product_ids, concurrency, duration_s)
+        return placed, cpu.cpu_seconds(measured) - cpu_before
 
 
 def prepare(server_url: str, products: int) -> DatabaseLimit:
@@ -75,14 +75,10 @@ def prepare(server_url: str, products: int) -> DatabaseLimit:
     return DatabaseLimit(urls, product_ids)
 
 
-def measure(
-    database_urls: dict[str, str],
-    product_ids: list[str],
-    *,
-    concurrency: int,
-    duration_s: float,
-) -> float:
-    """Orders per second that the databases complete at this concurrency."""
+def _orders_placed(
+    database_urls: dict[str, str], product_ids: list[str], concurrency: int, duration_s: float
+) -> int:
+    """How many orders the databases complete in `duration_s` at this concurrency."""
     processes = min(PROCESSES, concurrency)
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     with ProcessPoolExecutor(max_workers=processes) as pool:
@@ -94,7 +90,7 @@ def measure(
             [duration_s] * processes,
             range(processes),
         )
-        return sum(counts) / duration_s
+        return sum(counts)
 
 
 def _connect(url: str) -> Connection:
