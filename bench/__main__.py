@@ -146,16 +146,10 @@ def measure_level(
     # This machine's speed drifts by tens of per cent over minutes; taking the system and the
     # limit in turns keeps that drift out of their ratio.
     for _ in range(slices):
-        cpu_before = {name: cpu.cpu_seconds(processes) for name, processes in groups.items()}
-        started = time.monotonic()
-        load.add(_order_load(system, level.catalog, concurrency, slice_s))
-        elapsed += time.monotonic() - started
-        cpu_used_s.update(
-            {
-                name: cpu.cpu_seconds(processes) - cpu_before[name]
-                for name, processes in groups.items()
-            }
-        )
+        slice_load, slice_elapsed, slice_cpu_s = _system_slice(level, groups, slice_s)
+        load.add(slice_load)
+        elapsed += slice_elapsed
+        cpu_used_s.update(slice_cpu_s)
         # The slice's last events are relayed and consumed before the limit takes the machine.
         level.drain.wait_until_quiet(quiet_s=1.0)
         orders_placed, cpu_s = level.limit.run(concurrency, slice_s)
@@ -189,6 +183,20 @@ def measure_level(
         # The bare SQL's own cost (driver and server): the floor under `cpu_ms_per_order`.
         "db_limit_cpu_ms_per_order": round(limit_cpu_s * 1000 / max(limit_orders, 1.0), 2),
     }
+
+
+def _system_slice(
+    level: Level, groups: dict[str, list[psutil.Process]], duration_s: float
+) -> tuple[LoadResult, float, dict[str, float]]:
+    """Orders for `duration_s`: what they answered, the seconds they took, each group's CPU."""
+    cpu_before = {name: cpu.cpu_seconds(processes) for name, processes in groups.items()}
+    started = time.monotonic()
+    load = _order_load(level.system, level.catalog, level.concurrency, duration_s)
+    elapsed = time.monotonic() - started
+    cpu_used_s = {
+        name: cpu.cpu_seconds(processes) - cpu_before[name] for name, processes in groups.items()
+    }
+    return load, elapsed, cpu_used_s
 
 
 def _order_load(
