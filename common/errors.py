@@ -95,7 +95,7 @@ def field_error(field: str, message: str) -> dict[str, str]:
     return {"field": field, "message": message}
 
 
-def problem_response(
+def problem_body(
     status: int,
     title: str,
     detail: str,
@@ -103,27 +103,35 @@ def problem_response(
     type_: str = "about:blank",
     errors: list[dict[str, str]] | None = None,
     extra: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
+) -> dict[str, Any]:
+    """The problem+json document: what a response carries, or one result of a batch."""
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
     if errors is not None:
         body["errors"] = errors
     body.update(extra or {})
+    return body
+
+
+def problem_of(exc: Problem) -> dict[str, Any]:
+    return problem_body(
+        exc.status, exc.title, exc.detail, type_=exc.type, errors=exc.errors, extra=exc.extra
+    )
+
+
+def problem_response(
+    status: int, title: str, detail: str, *, headers: Mapping[str, str] | None = None
+) -> Response:
+    return _problem_json(problem_body(status, title, detail), status, headers)
+
+
+def _problem_json(body: dict[str, Any], status: int, headers: Mapping[str, str] | None) -> Response:
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MEDIA_TYPE)
     response.headers.update(headers or {})
     return response
 
 
 def _render_problem(exc: Problem) -> Response:
-    return problem_response(
-        exc.status,
-        exc.title,
-        exc.detail,
-        type_=exc.type,
-        errors=exc.errors,
-        extra=exc.extra,
-        headers=exc.headers,
-    )
+    return _problem_json(problem_of(exc), exc.status, exc.headers)
 
 
 def _render_http_exception(exc: HTTPException) -> Response:

@@ -117,6 +117,11 @@ class ServiceClient:
 
 def _request_id_header() -> dict[str, str]:
     """Carry the id of the request being served, so one id follows it across services."""
+    request_id = request_id_being_served()
+    return {"X-Request-ID": request_id} if request_id else {}
+
+
+def request_id_being_served() -> str | None:
     if has_request_context() and g.get("request_id"):
-        return {"X-Request-ID": str(g.request_id)}
-    return {}
+        return str(g.request_id)
+    return None

@@ -12,14 +12,17 @@ from typing import Any, Protocol
 
 import structlog
 
+from common.batching import Coalescer
 from common.errors import Conflict, ServiceUnavailable, Unprocessable, field_error
-from common.http import Answer, ServiceClient
+from common.http import Answer, ServiceClient, request_id_being_served
 
 log = structlog.get_logger(__name__)
 # A token is renewed this long before it expires, so none is sent that expires on the way.
 _TOKEN_RENEW_MARGIN_S = 60
 _MAX_REMEMBERED_USERS = 100_000
 UNKNOWN_PRODUCTS = "Some items name products that do not exist."
+# The product service's bounds on one batch of reservations.
+MAX_BATCH_RESERVATIONS, MAX_BATCH_ITEMS = 64, 100
 
 
 @dataclass(frozen=True)
@@ -93,28 +96,67 @@ def authorised_request(
     return answer
 
 
+@dataclass(frozen=True)
+class _Reservation:
+    reservation_id: str
+    lines: Sequence[ReservationLine]
+    # The order request it is for: a batch travels under one request id, so it names the rest.
+    request_id: str | None
+
+
 class HttpProductCatalog:
     def __init__(self, products: ServiceClient, token: ServiceToken) -> None:
         self._products = products
         self._token = token
+        # Concurrent orders' reservations travel together, as many items as one may hold.
+        self._reservations: Coalescer[_Reservation, dict[str, Decimal]] = Coalescer(
+            self._reserve_batch,
+            max_calls=MAX_BATCH_RESERVATIONS,
+            max_size=MAX_BATCH_ITEMS,
+            size_of=lambda reservation: len(reservation.lines),
+        )
 
     def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, Decimal]:
+        return self._reservations.call(
+            _Reservation(reservation_id, lines, request_id_being_served())
+        )
+
+    def _reserve_batch(self, batch: list[_Reservation]) -> list[dict[str, Decimal] | Exception]:
         body = {
-            "reservationId": reservation_id,
-            "items": [{"productId": line.product_id, "quantity": line.quantity} for line in lines],
+            "reservations": [
+                {
+                    "reservationId": reservation.reservation_id,
+                    "items": [
+                        {"productId": line.product_id, "quantity": line.quantity}
+                        for line in reservation.lines
+                    ],
+                }
+                for reservation in batch
+            ]
         }
+        if len(batch) > 1:
+            log.info(
+                "reservations_sent_together",
+                request_ids=[reservation.request_id for reservation in batch],
+            )
         # Idempotent per reservation id, so a lost answer may be retried.
         answer = authorised_request(
-            self._products, self._token, "POST", "/api/v1/reservations", json=body, idempotent=True
+            self._products,
+            self._token,
+            "POST",
+            "/api/v1/reservations/batch",
+            json=body,
+            idempotent=True,
         )
-        if answer.status_code in (409, 422):
-            refusal = _json(answer)
-            if answer.status_code == 422:
-                raise Unprocessable(UNKNOWN_PRODUCTS, errors=refusal.get("errors") or [])
-            if "items" in refusal:
-                raise _short_items_refusal(refusal["items"], lines)
         _raise_unless_ok(answer, self._products.dependency_name)
-        return _held_prices(answer, lines, self._products.dependency_name)
+        results = _json(answer).get("results")
+        if not isinstance(results, list) or len(results) != len(batch):
+            log.error("reservation_batch_malformed", dependency=self._products.dependency_name)
+            raise ServiceUnavailable(f"The {self._products.dependency_name} answered no results.")
+        return [
+            _reservation_outcome(result, reservation.lines, self._products.dependency_name)
+            for result, reservation in zip(results, batch, strict=True)
+        ]
 
     def release(self, reservation_id: str) -> None:
         answer = authorised_request(
@@ -174,18 +216,34 @@ def _short_items_refusal(
     )
 
 
+def _reservation_outcome(
+    result: Any, lines: Sequence[ReservationLine], dependency: str
+) -> dict[str, Decimal] | Exception:
+    """One reservation's answer within a batch: its prices, or what our client is told."""
+    status = result.get("status") if isinstance(result, dict) else None
+    body = result.get("body") if isinstance(result, dict) else None
+    body = body if isinstance(body, dict) else {}
+    if status == 422:
+        return Unprocessable(UNKNOWN_PRODUCTS, errors=body.get("errors") or [])
+    if status == 409 and "items" in body:
+        return _short_items_refusal(body["items"], lines)
+    if status != 201:
+        return _refused_by(dependency, status)
+    return _held_prices(body, lines, dependency)
+
+
 def _held_prices(
-    answer: Answer, lines: Sequence[ReservationLine], dependency: str
-) -> dict[str, Decimal]:
+    reservation: dict[str, Any], lines: Sequence[ReservationLine], dependency: str
+) -> dict[str, Decimal] | Exception:
     """Each reserved product's price. A reservation answered without them (a product service
     older than this one) is that service's failure: the caller's abandon releases the stock."""
     try:
-        prices = {item["productId"]: Decimal(item["price"]) for item in _json(answer)["items"]}
-    except (KeyError, TypeError, ArithmeticError) as exc:
+        prices = {item["productId"]: Decimal(item["price"]) for item in reservation["items"]}
+    except (KeyError, TypeError, ArithmeticError):
         log.error("reservation_without_prices", dependency=dependency)
-        raise ServiceUnavailable(f"The {dependency} did not price the items.") from exc
+        return ServiceUnavailable(f"The {dependency} did not price the items.")
     if any(line.product_id not in prices for line in lines):
-        raise ServiceUnavailable(f"The {dependency} did not price every item.")
+        return ServiceUnavailable(f"The {dependency} did not price every item.")
     return prices
 
 
@@ -198,8 +256,11 @@ def _json(answer: Answer) -> dict[str, Any]:
 
 
 def _raise_unless_ok(answer: Answer, dependency: str) -> None:
+    if answer.status_code >= 300:
+        raise _refused_by(dependency, answer.status_code)
+
+
+def _refused_by(dependency: str, status: object) -> ServiceUnavailable:
     """Anything unexpected from a dependency is its outage to our client, never our 500."""
-    if answer.status_code < 300:
-        return
-    log.warning("dependency_refused", dependency=dependency, status=answer.status_code)
-    raise ServiceUnavailable(f"The {dependency} could not complete the request.", retry_after_s=2)
+    log.warning("dependency_refused", dependency=dependency, status=status)
+    return ServiceUnavailable(f"The {dependency} could not complete the request.", retry_after_s=2)

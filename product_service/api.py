@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from common.auth import ADMIN, SERVICE, require_roles
-from common.errors import NotFound, Unprocessable, field_error
+from common.errors import NotFound, Problem, Unprocessable, field_error, problem_of
 from common.ids import is_canonical_uuid
 from common.inputs import JsonInt, StorableText, json_body, query_params
 from common.money import MONEY_TEXT_PATTERN, MoneyInput, format_money, parse_money
@@ -38,6 +38,7 @@ ReservationId = Annotated[str, StringConstraints(pattern=RESERVATION_ID_PATTERN)
 ProductId = Annotated[str, StringConstraints(min_length=36, max_length=36)]
 MAX_IDS = 100
 MAX_RESERVATION_ITEMS = 100
+MAX_BATCH_RESERVATIONS = 64
 
 
 class NewProduct(BaseModel):
@@ -108,6 +109,33 @@ class ReserveItems(BaseModel):
             raise ValueError("each product may appear at most once")
         return items
 
+    def item_pairs(self) -> list[tuple[str, int]]:
+        return [(item.productId, item.quantity) for item in self.items]
+
+
+class ReserveBatch(BaseModel):
+    """Several reservations in one request: each is all or nothing on its own. The batch may
+    hold as many items in all as one reservation may."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reservations: Annotated[
+        list[ReserveItems], Field(min_length=1, max_length=MAX_BATCH_RESERVATIONS)
+    ]
+
+    @field_validator("reservations")
+    @classmethod
+    def _distinct_and_bounded(cls, reservations: list[ReserveItems]) -> list[ReserveItems]:
+        ids = [reservation.reservationId for reservation in reservations]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each reservationId may appear at most once")
+        if sum(len(reservation.items) for reservation in reservations) > MAX_RESERVATION_ITEMS:
+            raise ValueError(f"at most {MAX_RESERVATION_ITEMS} items in all")
+        return reservations
+
+    def requests(self) -> list[tuple[str, list[tuple[str, int]]]]:
+        return [(r.reservationId, r.item_pairs()) for r in self.reservations]
+
 
 class ProductListQuery(PageQuery):
     ids: str | None = None
@@ -174,6 +202,12 @@ def reservation_json(reservation: Reservation) -> dict[str, Any]:
         "state": reservation.state,
         "items": [_reservation_item_json(line) for line in reservation.items],
     }
+
+
+def _batch_result(outcome: Reservation | Problem) -> dict[str, Any]:
+    if isinstance(outcome, Problem):
+        return {"status": outcome.status, "body": problem_of(outcome)}
+    return {"status": 201, "body": reservation_json(outcome)}
 
 
 def _reservation_item_json(line: ReservationLine) -> dict[str, Any]:
@@ -263,8 +297,16 @@ def release_stock(product_id: str) -> Response:
 @require_roles(ADMIN, SERVICE)
 def reserve_items() -> tuple[Response, int]:
     command = json_body(ReserveItems)
-    items = [(item.productId, item.quantity) for item in command.items]
-    return jsonify(reservation_json(products().reserve_items(command.reservationId, items))), 201
+    reservation = products().reserve_items(command.reservationId, command.item_pairs())
+    return jsonify(reservation_json(reservation)), 201
+
+
+@api.post("/api/v1/reservations/batch")
+@require_roles(ADMIN, SERVICE)
+def reserve_batch() -> Response:
+    """What each reservation's own request would have answered, in request order."""
+    outcomes = products().reserve_batch(json_body(ReserveBatch).requests())
+    return jsonify({"results": [_batch_result(outcome) for outcome in outcomes]})
 
 
 @api.post("/api/v1/reservations/<reservation_id>/release")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -269,13 +269,12 @@ class ReservationRepository:
     def __init__(self, connection: Connection) -> None:
         self._db = connection
 
-    def add(
-        self,
-        reservation_id: str,
-        lines: Sequence[ReservationLine],
-        now: datetime,
-    ) -> None:
+    def add(self, reservation_id: str, lines: Sequence[ReservationLine], now: datetime) -> None:
         """Raises IntegrityError when any (reservation, product) line already exists."""
+        self.add_each({reservation_id: lines}, now)
+
+    def add_each(self, lines_of: Mapping[str, Sequence[ReservationLine]], now: datetime) -> None:
+        """Several reservations' lines in one statement; one existing line refuses them all."""
         self._db.execute(
             reservations.insert(),
             [
@@ -288,6 +287,7 @@ class ReservationRepository:
                     "created_at": now,
                     "updated_at": now,
                 }
+                for reservation_id, lines in lines_of.items()
                 for line in lines
             ],
         )

@@ -15,7 +15,14 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 
 from common.db import Database, isoformat, retry_on_deadlock, utcnow
-from common.errors import Conflict, NotFound, PreconditionFailed, Unprocessable, field_error
+from common.errors import (
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    Problem,
+    Unprocessable,
+    field_error,
+)
 from common.etags import if_match_satisfied, strong_etag
 from common.ids import new_id
 from common.money import format_money
@@ -256,6 +263,53 @@ class ProductService:
             return self._replayed_reservation(reservation_id, wanted)
         return Reservation(reservation_id, HELD, held)
 
+    def reserve_batch(
+        self, requests: Sequence[tuple[str, Sequence[tuple[str, int]]]]
+    ) -> list[Reservation | Problem]:
+        """Several reservations, each all or nothing on its own, answered in request order.
+
+        Those that fit are held together: one lock, one insert and one stock update for the
+        whole batch, in one transaction. Any other (short of stock, naming an unknown product,
+        or a retry of an earlier one) then goes alone through `reserve_items`, so it is
+        answered exactly as a request of its own would be."""
+        together = self._hold_together({rid: dict(sorted(items)) for rid, items in requests})
+        return [
+            together[rid] if rid in together else self._reserve_alone(rid, items)
+            for rid, items in requests
+        ]
+
+    def _reserve_alone(
+        self, reservation_id: str, items: Sequence[tuple[str, int]]
+    ) -> Reservation | Problem:
+        try:
+            return self.reserve_items(reservation_id, items)
+        except Problem as refusal:
+            return refusal
+
+    @retry_on_deadlock
+    def _hold_together(self, wanted: dict[str, dict[str, int]]) -> dict[str, Reservation]:
+        """Holds every reservation the locked stock covers, in turn; none if any collides."""
+        try:
+            with self._db.transaction() as connection:
+                products = ProductRepository(connection)
+                locked = products.lock_stock(
+                    sorted({pid for items in wanted.values() for pid in items})
+                )
+                granted = _grant_in_turn(wanted, locked)
+                if not granted:
+                    return {}
+                ReservationRepository(connection).add_each(
+                    {rid: [_batch_marker(HELD), *lines] for rid, lines in granted.items()},
+                    self._clock(),
+                )
+                taken = _total_quantities(granted.values())
+                if products.take_stock_of_each(taken) != len(taken):
+                    raise _StockMoved  # impossible under the row locks; never trust it silently
+        except (IntegrityError, _StockMoved):
+            # One of them was reserved or released before: each now answers on its own.
+            return {}
+        return {rid: Reservation(rid, HELD, lines) for rid, lines in granted.items()}
+
     def _replayed_reservation(self, reservation_id: str, wanted: dict[str, int]) -> Reservation:
         with self._db.transaction() as connection:
             lines = ReservationRepository(connection).lines(reservation_id)
@@ -288,6 +342,35 @@ class ProductService:
             # Its reservation arrived at the same moment; release what it now holds.
             return self.release_reservation(reservation_id)
         return Reservation(reservation_id, RELEASED, _product_lines(lines))
+
+
+class _StockMoved(Exception):
+    """The stock update did not match the rows it had locked; the batch is not trusted."""
+
+
+def _grant_in_turn(
+    wanted: dict[str, dict[str, int]], locked: dict[str, StockLevel]
+) -> dict[str, list[ReservationLine]]:
+    """In request order, each reservation whose every item the stock left still covers."""
+    available = {product_id: level.available for product_id, level in locked.items()}
+    granted: dict[str, list[ReservationLine]] = {}
+    for reservation_id, quantities in wanted.items():
+        if all(available.get(pid, 0) >= quantity for pid, quantity in quantities.items()):
+            for product_id, quantity in quantities.items():
+                available[product_id] -= quantity
+            granted[reservation_id] = [
+                ReservationLine(product_id, quantity, HELD, locked[product_id].price)
+                for product_id, quantity in quantities.items()
+            ]
+    return granted
+
+
+def _total_quantities(lines_of_each: Iterable[list[ReservationLine]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for lines in lines_of_each:
+        for line in lines:
+            totals[line.product_id] = totals.get(line.product_id, 0) + line.quantity
+    return totals
 
 
 def _batch_marker(state: str) -> ReservationLine:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 import pytest
 
 from common.auth import Principal
 from common.errors import Conflict, Forbidden, ServiceUnavailable, Unprocessable
-from common.http import Answer
-from order_service.clients import ReservationLine, _held_prices
+from order_service.clients import ReservationLine, _reservation_outcome
 from order_service.repository import COMPLETED, FAILED, IN_FLIGHT, OrderAttempt
 from order_service.service import PlaceOrder, _answer_for_earlier, _orderer, _request_hash
 from order_service.worker import _Backoff
@@ -67,15 +65,19 @@ def test_relay_backoff_doubles_up_to_a_ceiling_and_resets():
     assert backoff.delay == 0.1
 
 
-def reservation_answer(items: list[dict[str, object]]) -> Answer:
-    return Answer(201, json.dumps({"reservationId": "r", "state": "held", "items": items}).encode())
+def outcome(status: object, body: object) -> object:
+    return _reservation_outcome(
+        {"status": status, "body": body}, [ReservationLine("p", 1)], "product service"
+    )
+
+
+def held(items: list[dict[str, object]]) -> dict[str, object]:
+    return {"reservationId": "r", "state": "held", "items": items}
 
 
 def test_a_reservation_answer_gives_each_items_price():
-    answer = reservation_answer([{"productId": "p", "quantity": 1, "price": "0.00"}])
-    assert _held_prices(answer, [ReservationLine("p", 1)], "product service") == {
-        "p": Decimal("0.00")
-    }
+    answer = held([{"productId": "p", "quantity": 1, "price": "0.00"}])
+    assert outcome(201, answer) == {"p": Decimal("0.00")}
 
 
 @pytest.mark.parametrize(
@@ -87,5 +89,21 @@ def test_a_reservation_answer_gives_each_items_price():
     ],
 )
 def test_a_reservation_answer_without_every_price_is_the_dependencys_failure(items):
-    with pytest.raises(ServiceUnavailable):
-        _held_prices(reservation_answer(items), [ReservationLine("p", 1)], "product service")
+    assert isinstance(outcome(201, held(items)), ServiceUnavailable)
+
+
+def test_a_refused_reservation_is_our_clients_409_or_422():
+    short = outcome(409, {"items": [{"productId": "p", "quantity": 1, "available": 0}]})
+    assert isinstance(short, Conflict)
+    assert short.extra == {"items": [{"productId": "p", "quantity": 1, "available": 0}]}
+    unknown = outcome(422, {"errors": [{"field": "items.0.productId", "message": "gone"}]})
+    assert isinstance(unknown, Unprocessable)
+    assert unknown.errors == [{"field": "items.0.productId", "message": "gone"}]
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(409, {"detail": "id used for other items"}), (500, {}), (None, None), ("201", [])],
+)
+def test_any_other_reservation_answer_is_the_dependencys_failure(status, body):
+    assert isinstance(outcome(status, body), ServiceUnavailable)

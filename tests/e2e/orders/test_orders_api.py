@@ -645,7 +645,7 @@ def test_the_request_id_travels_to_every_service_an_order_calls(
 
     assert "/api/v1/orders" in paths_logged(order_service)
     assert f"/api/v1/users/{buyer.id}" in paths_logged(user_service)
-    assert "/api/v1/reservations" in paths_logged(product_service)
+    assert "/api/v1/reservations/batch" in paths_logged(product_service)
 
 
 # --- operations -------------------------------------------------------------------------------

@@ -50,6 +50,24 @@ def reserve_items(client, reservation_id: str, items: list[tuple[str, int]], hea
     )
 
 
+def reserve_batch(client, batch: list[tuple[str, list[tuple[str, int]]]], headers=SERVICE):
+    return client.post(
+        "/api/v1/reservations/batch",
+        json={
+            "reservations": [
+                {"reservationId": rid, "items": [{"productId": p, "quantity": q} for p, q in items]}
+                for rid, items in batch
+            ]
+        },
+        headers=headers,
+    )
+
+
+def batch_results(response) -> list[tuple[int, dict]]:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [(result["status"], result["body"]) for result in response.get_json()["results"]]
+
+
 def release_reservation(client, reservation_id: str, headers=SERVICE):
     return client.post(f"/api/v1/reservations/{reservation_id}/release", headers=headers)
 
@@ -325,6 +343,131 @@ class TestReserveMany:
     def test_customers_and_anonymous_may_not(self, client, create_product, headers, status):
         product = create_product(stock=5)["id"]
         assert_problem(reserve_items(client, new_reservation_id(), [(product, 1)], headers), status)
+        assert stock_of(client, product) == 5
+
+
+class TestReserveBatch:
+    """Each reservation of a batch is answered exactly as its own request would be."""
+
+    def test_every_reservation_that_fits_is_held_with_its_prices(self, client, create_product):
+        a = create_product(stock=10, price="2.50")["id"]
+        b = create_product(stock=10, price="7.00")["id"]
+        first, second, third = (new_reservation_id() for _ in range(3))
+        results = batch_results(
+            reserve_batch(
+                client, [(first, [(b, 2), (a, 1)]), (second, [(a, 3)]), (third, [(b, 1)])]
+            )
+        )
+        assert [status for status, _ in results] == [201, 201, 201]
+        assert [body["reservationId"] for _, body in results] == [first, second, third]
+        assert results[0][1] == {
+            "reservationId": first,
+            "state": "held",
+            "items": [
+                {"productId": p, "quantity": q, "price": price}
+                for p, q, price in sorted([(a, 1, "2.50"), (b, 2, "7.00")])
+            ],
+        }
+        assert (stock_of(client, a), stock_of(client, b)) == (6, 7)
+        # Each is an ordinary reservation: a retry alone is answered, a release gives it back.
+        assert reserve_items(client, second, [(a, 3)]).get_json() == results[1][1]
+        release_reservation(client, first)
+        assert (stock_of(client, a), stock_of(client, b)) == (7, 9)
+
+    def test_stock_goes_in_request_order_and_a_short_one_holds_nothing(
+        self, client, create_product
+    ):
+        scarce, plenty = create_product(stock=3)["id"], create_product(stock=10)["id"]
+        early, late, after = (new_reservation_id() for _ in range(3))
+        results = batch_results(
+            reserve_batch(
+                client,
+                [
+                    (early, [(scarce, 2)]),
+                    (late, [(plenty, 1), (scarce, 2)]),
+                    (after, [(scarce, 1)]),
+                ],
+            )
+        )
+        assert [status for status, _ in results] == [201, 409, 201]
+        # Refused after the batch took what fitted, so it sees the stock as it is then.
+        assert results[1][1]["items"] == [
+            {"productId": scarce, "quantity": 2, "available": 0, "archived": False}
+        ]
+        assert (stock_of(client, scarce), stock_of(client, plenty)) == (0, 10)
+        # The refused id stays free, as after a refused request of its own.
+        assert reserve_items(client, late, [(plenty, 1)]).status_code == 201
+
+    def test_unknown_and_archived_products_are_refused_as_alone(self, client, create_product):
+        known, archived = create_product(stock=5)["id"], create_product(stock=5)["id"]
+        client.delete(f"/api/v1/products/{archived}", headers=ADMIN)
+        results = batch_results(
+            reserve_batch(
+                client,
+                [
+                    (new_reservation_id(), [(known, 1), (UNKNOWN_ID, 1)]),
+                    (new_reservation_id(), [(archived, 1)]),
+                    (new_reservation_id(), [(known, 2)]),
+                ],
+            )
+        )
+        assert [status for status, _ in results] == [422, 409, 201]
+        assert results[0][1]["errors"] == [
+            {"field": "items.1.productId", "message": "no such product"}
+        ]
+        assert results[1][1]["items"][0]["archived"] is True
+        assert stock_of(client, known) == 3
+
+    def test_a_retried_or_released_reservation_in_a_batch_takes_nothing_again(
+        self, client, create_product
+    ):
+        product = create_product(stock=10)["id"]
+        held, released, fresh = (new_reservation_id() for _ in range(3))
+        first_answer = reserve_items(client, held, [(product, 2)]).get_json()
+        release_reservation(client, released)
+        results = batch_results(
+            reserve_batch(
+                client,
+                [(held, [(product, 2)]), (released, [(product, 1)]), (fresh, [(product, 3)])],
+            )
+        )
+        assert [status for status, _ in results] == [201, 409, 201]
+        assert results[0][1] == first_answer
+        assert stock_of(client, product) == 5
+
+    @pytest.mark.parametrize(
+        "reservations",
+        [
+            [],
+            [{"reservationId": "same", "items": [{"productId": UNKNOWN_ID, "quantity": 1}]}] * 2,
+            [
+                {"reservationId": f"r-{n}", "items": [{"productId": UNKNOWN_ID, "quantity": 1}]}
+                for n in range(65)
+            ],
+            [
+                {
+                    "reservationId": f"r-{n}",
+                    "items": [
+                        {"productId": f"{UNKNOWN_ID[:-3]}{i:03d}", "quantity": 1} for i in range(51)
+                    ],
+                }
+                for n in range(2)
+            ],
+            [{"reservationId": "r-1", "items": []}],
+            "not a list",
+        ],
+    )
+    def test_invalid_batches_are_422_and_reserve_nothing(self, client, reservations):
+        response = client.post(
+            "/api/v1/reservations/batch", json={"reservations": reservations}, headers=SERVICE
+        )
+        assert_problem(response, 422)
+
+    @pytest.mark.parametrize(("headers", "status"), [({}, 401), (CUSTOMER, 403)])
+    def test_customers_and_anonymous_may_not(self, client, create_product, headers, status):
+        product = create_product(stock=5)["id"]
+        response = reserve_batch(client, [(new_reservation_id(), [(product, 1)])], headers)
+        assert_problem(response, status)
         assert stock_of(client, product) == 5
 
 

@@ -1,0 +1,104 @@
+"""Many threads' calls to one dependency, sent together: group commit for service calls.
+
+While one batch is on its way, the calls that arrive queue up; when its answer comes back, the
+thread whose call heads the queue sends everything queued as the next batch. An idle
+dependency therefore sees each call at once and alone (nothing waits for a timer), and a busy
+one sees fewer, larger requests: the fixed cost of a request and of a commit is shared.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# What a batch answers for each of its items, in order: a result, or the error to raise there.
+SendBatch = Callable[[list[T]], Sequence[R | BaseException]]
+
+
+@dataclass
+class _Call(Generic[T, R]):
+    item: T
+    size: int
+    outcome: Future[R] = field(default_factory=Future)
+    # Set when the outcome is there, or when this call heads the queue and must send it.
+    woken: threading.Event = field(default_factory=threading.Event)
+
+
+class Coalescer(Generic[T, R]):
+    """Safe to share between the threads of a process; one batch is in flight at a time."""
+
+    def __init__(
+        self,
+        send: SendBatch[T, R],
+        *,
+        max_calls: int,
+        max_size: int,
+        size_of: Callable[[T], int] = lambda _: 1,
+    ) -> None:
+        self._send = send
+        self._max_calls = max_calls
+        self._max_size = max_size
+        self._size_of = size_of
+        self._lock = threading.Lock()
+        self._queue: list[_Call[T, R]] = []
+        self._sending = False
+
+    def call(self, item: T) -> R:
+        """The item's own result, or its own error raised; an error of the whole batch (the
+        dependency down) is raised in every call the batch carried."""
+        call: _Call[T, R] = _Call(item, self._size_of(item))
+        with self._lock:
+            self._queue.append(call)
+            leads = not self._sending
+            self._sending = True
+        if not leads:
+            call.woken.wait()
+        if not call.outcome.done():
+            self._send_next_batch()
+        return call.outcome.result()
+
+    def _send_next_batch(self) -> None:
+        """Sends the head of the queue, answers it, and hands the next batch to the thread whose
+        call then heads the queue, so no thread sends more than its own call's batch."""
+        batch = self._take_batch()
+        outcomes: Sequence[R | BaseException]
+        try:
+            outcomes = self._send([call.item for call in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
+        except BaseException as failure:  # every waiting caller must hear of it, whatever it is
+            outcomes = [failure] * len(batch)
+        finally:
+            self._hand_over()
+        for call, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                call.outcome.set_exception(outcome)
+            else:
+                call.outcome.set_result(outcome)
+            call.woken.set()
+
+    def _take_batch(self) -> list[_Call[T, R]]:
+        """The queue's head, and after it as many calls as fit within both bounds."""
+        with self._lock:
+            size, taken = self._queue[0].size, 1
+            while (
+                taken < min(len(self._queue), self._max_calls)
+                and size + self._queue[taken].size <= self._max_size
+            ):
+                size += self._queue[taken].size
+                taken += 1
+            batch, self._queue[:taken] = self._queue[:taken], []
+        return batch
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            if self._queue:
+                self._queue[0].woken.set()
+            else:
+                self._sending = False

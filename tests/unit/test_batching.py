@@ -1,0 +1,130 @@
+"""The coalescer's rules, with real threads: who sends, what travels together, who hears what."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from common.batching import Coalescer
+
+WAIT_S = 10
+
+
+class Recorder:
+    """A dependency that answers each item doubled (or refuses negative ones) and records the
+    batches it was sent. While `hold` is set, the first batch waits to be let go."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.hold = threading.Event()
+        self.first_arrived = threading.Event()
+        self.let_go = threading.Event()
+        self.fail_with: BaseException | None = None
+
+    def send(self, items: list[int]) -> list[int | Exception]:
+        self.batches.append(items)
+        if len(self.batches) == 1 and self.hold.is_set():
+            self.first_arrived.set()
+            assert self.let_go.wait(WAIT_S)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return [ValueError(f"refused {i}") if i < 0 else i * 2 for i in items]
+
+
+def coalescer(recorder: Recorder, **bounds: int) -> Coalescer[int, int]:
+    return Coalescer(
+        recorder.send,
+        max_calls=bounds.get("max_calls", 64),
+        max_size=bounds.get("max_size", 100),
+        size_of=lambda i: abs(i) or 1,
+    )
+
+
+def queue_behind_a_held_batch(recorder: Recorder, batcher: Coalescer[int, int], items: list[int]):
+    """Sends 1 alone and holds it; `items` are then called while it is in flight."""
+    recorder.hold.set()
+    pool = ThreadPoolExecutor(max_workers=len(items) + 1)
+    first = pool.submit(batcher.call, 1)
+    assert recorder.first_arrived.wait(WAIT_S)
+    queued = [pool.submit(batcher.call, item) for item in items]
+    # Every queued call is waiting (seen in the coalescer's queue) before the first is let go.
+    while len(batcher._queue) < len(items):
+        time.sleep(0.001)
+    recorder.let_go.set()
+    return pool, first, queued
+
+
+def test_a_call_with_nothing_in_flight_goes_at_once_and_alone():
+    recorder = Recorder()
+    batcher = coalescer(recorder)
+    assert batcher.call(3) == 6
+    assert batcher.call(4) == 8
+    assert recorder.batches == [[3], [4]]
+
+
+def test_calls_made_while_a_batch_is_in_flight_go_together_next():
+    recorder = Recorder()
+    batcher = coalescer(recorder)
+    pool, first, queued = queue_behind_a_held_batch(recorder, batcher, [2, 3, 4, 5])
+    assert first.result(WAIT_S) == 2
+    assert [f.result(WAIT_S) for f in queued] == [4, 6, 8, 10]
+    assert recorder.batches[0] == [1]
+    assert sorted(recorder.batches[1]) == [2, 3, 4, 5]
+    pool.shutdown()
+
+
+def test_a_refused_item_fails_only_its_own_call():
+    recorder = Recorder()
+    batcher = coalescer(recorder)
+    pool, first, queued = queue_behind_a_held_batch(recorder, batcher, [2, -3, 4])
+    first.result(WAIT_S)
+    by_item = dict(zip([2, -3, 4], queued, strict=True))
+    assert by_item[2].result(WAIT_S) == 4 and by_item[4].result(WAIT_S) == 8
+    with pytest.raises(ValueError, match="refused -3"):
+        by_item[-3].result(WAIT_S)
+    pool.shutdown()
+
+
+def test_a_failed_batch_fails_every_call_it_carried_and_the_next_call_goes_on():
+    recorder = Recorder()
+    recorder.fail_with = ConnectionError("down")
+    batcher = coalescer(recorder)
+    pool, first, queued = queue_behind_a_held_batch(recorder, batcher, [2, 3])
+    for call in (first, *queued):
+        with pytest.raises(ConnectionError, match="down"):
+            call.result(WAIT_S)
+    recorder.fail_with = None
+    assert batcher.call(7) == 14
+    pool.shutdown()
+
+
+def test_a_wrong_number_of_answers_fails_the_batch_instead_of_misrouting_them():
+    answers_nothing: Coalescer[int, int] = Coalescer(lambda items: [], max_calls=8, max_size=8)
+    with pytest.raises(RuntimeError, match="0 outcomes for a batch of 1"):
+        answers_nothing.call(5)
+
+
+def test_a_batch_keeps_within_both_bounds_and_an_oversized_call_goes_alone():
+    recorder = Recorder()
+    batcher = coalescer(recorder, max_calls=3, max_size=10)
+    pool, first, queued = queue_behind_a_held_batch(recorder, batcher, [1, 1, 1, 1, 4, 6, 20])
+    for call in (first, *queued):
+        call.result(WAIT_S)
+    later = recorder.batches[1:]
+    assert sorted(i for batch in later for i in batch) == [1, 1, 1, 1, 4, 6, 20]
+    assert all(len(batch) <= 3 for batch in later)
+    assert all(sum(batch) <= 10 or batch == [20] for batch in later)
+    assert [20] in later
+    pool.shutdown()
+
+
+def test_many_threads_each_get_their_own_answer():
+    recorder = Recorder()
+    batcher = coalescer(recorder, max_calls=5, max_size=1000)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(batcher.call, range(1, 401)))
+    assert answers == [i * 2 for i in range(1, 401)]
+    assert sorted(i for batch in recorder.batches for i in batch) == list(range(1, 401))
