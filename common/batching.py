@@ -38,12 +38,12 @@ class Coalescer(Generic[T, R]):
         send: SendBatch[T, R],
         *,
         max_calls: int,
-        max_size: int,
+        max_size: int | None = None,
         size_of: Callable[[T], int] = lambda _: 1,
     ) -> None:
         self._send = send
         self._max_calls = max_calls
-        self._max_size = max_size
+        self._max_size = max_size if max_size is not None else max_calls
         self._size_of = size_of
         self._lock = threading.Lock()
         self._queue: list[_Call[T, R]] = []
@@ -102,3 +102,32 @@ class Coalescer(Generic[T, R]):
                 self._queue[0].woken.set()
             else:
                 self._sending = False
+
+
+def together_else_alone(
+    items: list[T],
+    together: Callable[[list[T]], None],
+    alone: Callable[[T], None],
+    *,
+    falls_back: Callable[[Exception], bool],
+) -> list[Exception | None]:
+    """Group commit's other half: the whole batch in one transaction (`together`) and, when
+    some item cannot go with the rest (`falls_back` says which failures mean that; the
+    transaction rolled back), each item in its own (`alone`), so only that item hears of it.
+    Any other failure of the batch (the database down) is every item's."""
+    if len(items) > 1:
+        try:
+            together(items)
+            return [None] * len(items)
+        except Exception as failure:
+            if not falls_back(failure):
+                raise
+    outcomes: list[Exception | None] = []
+    for item in items:
+        try:
+            alone(item)
+        except Exception as failure:
+            outcomes.append(failure)
+        else:
+            outcomes.append(None)
+    return outcomes

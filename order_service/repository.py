@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,22 +135,55 @@ _MOVE_ATTEMPT = (
 _COMPLETE_ATTEMPT = _MOVE_ATTEMPT.values(order_id=sa.bindparam("new_order_id"))
 
 
+@functools.cache
+def _complete_attempts_statement(count: int) -> sa.Update:
+    """`_COMPLETE_ATTEMPT` for `count` attempts at once, each naming its own order; built once
+    per batch size (a batch is bounded by the order service's group commit)."""
+    attempt_ids: list[sa.BindParameter[str]] = [
+        sa.bindparam(f"attempt_{index}") for index in range(count)
+    ]
+    order_ids: list[sa.BindParameter[str]] = [
+        sa.bindparam(f"order_{index}") for index in range(count)
+    ]
+    return (
+        order_attempts.update()
+        .where(order_attempts.c.id.in_(attempt_ids), order_attempts.c.state == IN_FLIGHT)
+        .values(
+            state=COMPLETED,
+            order_id=sa.case(
+                *(
+                    (order_attempts.c.id == attempt, order)
+                    for attempt, order in zip(attempt_ids, order_ids, strict=True)
+                )
+            ),
+            updated_at=sa.bindparam("now"),
+        )
+    )
+
+
 class OrderRepository:
     def __init__(self, connection: Connection) -> None:
         self._db = connection
 
     def add(self, order: Order) -> None:
+        self.add_each([order])
+
+    def add_each(self, new_orders: Sequence[Order]) -> None:
+        """Several orders in two statements: the orders, then all their items."""
         self._db.execute(
             _INSERT_ORDER,
-            {
-                "id": order.id,
-                "user_id": order.user_id,
-                "status": order.status,
-                "total_amount": order.total_amount,
-                "reservation_id": order.reservation_id,
-                "created_at": order.created_at,
-                "updated_at": order.updated_at,
-            },
+            [
+                {
+                    "id": order.id,
+                    "user_id": order.user_id,
+                    "status": order.status,
+                    "total_amount": order.total_amount,
+                    "reservation_id": order.reservation_id,
+                    "created_at": order.created_at,
+                    "updated_at": order.updated_at,
+                }
+                for order in new_orders
+            ],
         )
         self._db.execute(
             _INSERT_ORDER_ITEMS,
@@ -160,6 +194,7 @@ class OrderRepository:
                     "quantity": line.quantity,
                     "price": line.price,
                 }
+                for order in new_orders
                 for line in order.items
             ],
         )
@@ -221,18 +256,25 @@ class AttemptRepository:
 
     def add(self, attempt: OrderAttempt, now: datetime) -> None:
         """Raises IntegrityError when the user already used this idempotency key."""
+        self.add_each([attempt], now)
+
+    def add_each(self, attempts: Sequence[OrderAttempt], now: datetime) -> None:
+        """One statement; one key used before refuses them all (IntegrityError)."""
         self._db.execute(
             _INSERT_ATTEMPT,
-            {
-                "id": attempt.id,
-                "user_id": attempt.user_id,
-                "idempotency_key": attempt.idempotency_key,
-                "request_hash": attempt.request_hash,
-                "state": attempt.state,
-                "order_id": None,
-                "created_at": now,
-                "updated_at": now,
-            },
+            [
+                {
+                    "id": attempt.id,
+                    "user_id": attempt.user_id,
+                    "idempotency_key": attempt.idempotency_key,
+                    "request_hash": attempt.request_hash,
+                    "state": attempt.state,
+                    "order_id": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for attempt in attempts
+            ],
         )
 
     def by_key(self, user_id: str, idempotency_key: str) -> OrderAttempt | None:
@@ -282,6 +324,17 @@ class AttemptRepository:
         )
         return result.rowcount == 1
 
+    def complete_each(self, order_of_attempt: dict[str, str], now: datetime) -> int:
+        """Moves each attempt still in flight to completed, naming its order; returns how many
+        moved (fewer than asked when the worker claimed one first)."""
+        attempt_ids = list(order_of_attempt)
+        parameters: dict[str, object] = {"now": now}
+        for index, attempt_id in enumerate(attempt_ids):
+            parameters[f"attempt_{index}"] = attempt_id
+            parameters[f"order_{index}"] = order_of_attempt[attempt_id]
+        result = self._db.execute(_complete_attempts_statement(len(attempt_ids)), parameters)
+        return int(result.rowcount)
+
     def stale_in_flight(self, started_before: datetime, limit: int) -> list[str]:
         query = (
             sa.select(order_attempts.c.id)
@@ -313,17 +366,23 @@ class OutboxRepository:
         self._db = connection
 
     def add(self, event: OutboxEvent) -> None:
+        self.add_each([event])
+
+    def add_each(self, events: Sequence[OutboxEvent]) -> None:
         self._db.execute(
             _INSERT_OUTBOX_EVENT,
-            {
-                "id": event.id,
-                "event_type": event.event_type,
-                "order_id": event.order_id,
-                "payload": event.payload,
-                "request_id": event.request_id,
-                "created_at": event.created_at,
-                "sent_at": None,
-            },
+            [
+                {
+                    "id": event.id,
+                    "event_type": event.event_type,
+                    "order_id": event.order_id,
+                    "payload": event.payload,
+                    "request_id": event.request_id,
+                    "created_at": event.created_at,
+                    "sent_at": None,
+                }
+                for event in events
+            ],
         )
 
     def claim_unsent(self, limit: int) -> list[OutboxEvent]:

@@ -20,7 +20,8 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from common.auth import Principal
-from common.db import Database, isoformat, retry_on_deadlock, utcnow
+from common.batching import Coalescer, together_else_alone
+from common.db import Database, is_retryable_conflict, isoformat, retry_on_deadlock, utcnow
 from common.errors import (
     Conflict,
     Forbidden,
@@ -55,6 +56,8 @@ log = structlog.get_logger(__name__)
 ORDER_CREATED, ORDER_PAID, ORDER_CANCELLED = "order_created", "order_paid", "order_cancelled"
 # How long a client should wait before asking again about an attempt still in flight.
 IN_FLIGHT_RETRY_AFTER_S = 1
+# The most orders one group commit writes together.
+GROUP_COMMIT_MAX = 16
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,26 @@ def order_representation(order: Order) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True)
+class _Record:
+    """An order's final writes: its attempt completed, the order, its `order_created` event."""
+
+    attempt_id: str
+    order: Order
+    event: OutboxEvent
+
+
+class _NoLongerInFlight(ServiceUnavailable):
+    def __init__(self) -> None:
+        super().__init__("Placing the order took too long; try again.")
+
+
+def _one_cannot_go_with_the_rest(failure: Exception) -> bool:
+    """A key used before, an attempt the worker claimed, or a deadlock: the batch rolled back
+    for one of its items, so each is tried on its own."""
+    return isinstance(failure, IntegrityError | _NoLongerInFlight) or is_retryable_conflict(failure)
+
+
 class OrderService:
     def __init__(
         self,
@@ -104,6 +127,14 @@ class OrderService:
         self._users = users
         self._clock = clock
         self._request_id = request_id
+        # Group commit: the journal entries, and the final writes, of the orders this process
+        # places at the same time share a transaction (see common.batching).
+        self._journals: Coalescer[OrderAttempt, None] = Coalescer(
+            self._journal_each, max_calls=GROUP_COMMIT_MAX
+        )
+        self._records: Coalescer[_Record, None] = Coalescer(
+            self._record_each, max_calls=GROUP_COMMIT_MAX
+        )
 
     # -- placing an order: the saga --------------------------------------------------------
 
@@ -132,8 +163,7 @@ class OrderService:
         completed attempt with this key and body, or raises what the key's state decides."""
         for _ in range(3):
             try:
-                with self._db.transaction() as connection:
-                    AttemptRepository(connection).add(attempt, self._clock())
+                self._journals.call(attempt)
                 return None
             except IntegrityError:
                 assert attempt.idempotency_key is not None  # only a key can collide
@@ -180,15 +210,41 @@ class OrderService:
             created_at=now,
             updated_at=now,
         )
-        with self._db.transaction() as connection:
-            if not AttemptRepository(connection).move(
-                attempt_id, IN_FLIGHT, COMPLETED, now, order_id=order.id
-            ):
-                # The worker judged this attempt lost and is giving its stock back.
-                raise ServiceUnavailable("Placing the order took too long; try again.")
-            OrderRepository(connection).add(order)
-            OutboxRepository(connection).add(self._event(order, ORDER_CREATED))
+        self._records.call(_Record(attempt_id, order, self._event(order, ORDER_CREATED)))
         return order
+
+    def _journal_each(self, attempts: list[OrderAttempt]) -> list[Exception | None]:
+        # A key used before refuses the whole insert; alone, only its own attempt hears of it.
+        return together_else_alone(
+            attempts,
+            self._journal_together,
+            lambda attempt: self._journal_together([attempt]),
+            falls_back=_one_cannot_go_with_the_rest,
+        )
+
+    def _journal_together(self, attempts: list[OrderAttempt]) -> None:
+        with self._db.transaction() as connection:
+            AttemptRepository(connection).add_each(attempts, self._clock())
+
+    def _record_each(self, records: list[_Record]) -> list[Exception | None]:
+        return together_else_alone(
+            records,
+            self._record_together,
+            lambda record: self._record_together([record]),
+            falls_back=_one_cannot_go_with_the_rest,
+        )
+
+    def _record_together(self, records: list[_Record]) -> None:
+        """Each attempt still in flight becomes its order with its event, in one transaction."""
+        with self._db.transaction() as connection:
+            completed = AttemptRepository(connection).complete_each(
+                {record.attempt_id: record.order.id for record in records}, self._clock()
+            )
+            if completed != len(records):
+                # The worker judged an attempt lost and is giving its stock back.
+                raise _NoLongerInFlight
+            OrderRepository(connection).add_each([record.order for record in records])
+            OutboxRepository(connection).add_each([record.event for record in records])
 
     def _abandon(self, attempt_id: str) -> None:
         """Gives back what a failed attempt may hold. Never raises: what cannot be done now

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from common.batching import Coalescer
+from common.batching import Coalescer, together_else_alone
 
 WAIT_S = 10
 
@@ -128,3 +128,54 @@ def test_many_threads_each_get_their_own_answer():
         answers = list(pool.map(batcher.call, range(1, 401)))
     assert answers == [i * 2 for i in range(1, 401)]
     assert sorted(i for batch in recorder.batches for i in batch) == list(range(1, 401))
+
+
+class Ledger:
+    """A store where negative items cannot go in: together, one refuses the whole batch."""
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+        self.transactions = 0
+
+    def together(self, items: list[int]) -> None:
+        self.transactions += 1
+        if any(item < 0 for item in items):
+            raise KeyError("a negative item")
+        if 0 in items:
+            raise ConnectionError("the store is down")
+        self.written.extend(items)
+
+    def alone(self, item: int) -> None:
+        self.together([item])
+
+
+def write(ledger: Ledger, items: list[int]) -> list[Exception | None]:
+    return together_else_alone(
+        items, ledger.together, ledger.alone, falls_back=lambda e: isinstance(e, KeyError)
+    )
+
+
+def test_a_batch_that_can_go_together_is_one_transaction():
+    ledger = Ledger()
+    assert write(ledger, [1, 2, 3]) == [None, None, None]
+    assert (ledger.written, ledger.transactions) == ([1, 2, 3], 1)
+
+
+def test_an_item_that_cannot_go_with_the_rest_fails_alone():
+    ledger = Ledger()
+    outcomes = write(ledger, [1, -2, 3])
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], KeyError)
+    assert ledger.written == [1, 3]
+
+
+def test_any_other_failure_is_every_items():
+    with pytest.raises(ConnectionError):
+        write(Ledger(), [1, 0, 3])
+
+
+def test_a_single_item_goes_alone_at_once():
+    ledger = Ledger()
+    [outcome] = write(ledger, [-1])
+    assert isinstance(outcome, KeyError)
+    assert ledger.transactions == 1

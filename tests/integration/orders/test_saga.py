@@ -264,10 +264,10 @@ def test_a_database_failure_at_the_end_leaves_nothing_held(
 
     product = new_product(stock=4)
 
-    def broken_add(self, order):
+    def broken_add(self, new_orders):
         raise sa.exc.OperationalError("INSERT", {}, Exception(2013, "Lost connection"))
 
-    monkeypatch.setattr(repository.OrderRepository, "add", broken_add)
+    monkeypatch.setattr(repository.OrderRepository, "add_each", broken_add)
     with pytest.raises(sa.exc.OperationalError):
         orders.place_order(order_of((product, 1)), CUSTOMER)
     assert held(product_db, product) == 0
