@@ -23,7 +23,7 @@ from bench.events import EventDrain
 from bench.load import LoadResult, closed_loop
 from bench.setup import Catalog, create_catalog
 from bench.system import System, logs_dir, results_dir, start
-from devstack.stack import SERVICES, gunicorn_threads
+from devstack.stack import SERVICES, gunicorn_threads, gunicorn_workers
 
 # The order service's workers are where an order's time goes; py-spy samples them.
 PROFILED_SERVICE = "order_service"
@@ -215,7 +215,7 @@ def _order_load(
 
 def _gunicorn_settings(system: System) -> dict[str, Any]:
     return {
-        "WEB_CONCURRENCY": system.env.get("WEB_CONCURRENCY"),
+        "gunicorn_workers": {spec.name: gunicorn_workers(spec, system.env) for spec in SERVICES},
         "gunicorn_threads": {spec.name: gunicorn_threads(spec, system.env) for spec in SERVICES},
     }
 

@@ -32,7 +32,9 @@ class ServiceSpec:
     database_env: str
     # Extra long-running processes of the same package, e.g. the order service's relay.
     workers: dict[str, list[str]] = field(default_factory=dict)
-    # gunicorn threads per worker unless GUNICORN_THREADS is exported (see gunicorn_conf).
+    # gunicorn workers, and threads per worker, unless WEB_CONCURRENCY or GUNICORN_THREADS is
+    # exported (see gunicorn_conf).
+    gunicorn_workers: int = 2
     gunicorn_threads: int = 8
 
     @property
@@ -47,11 +49,15 @@ class ServiceSpec:
 SERVICES = [
     ServiceSpec("user_service", 8082, "USER_DATABASE_URL"),
     ServiceSpec("product_service", 8081, "PRODUCT_DATABASE_URL", gunicorn_threads=4),
+    # One worker: its threads' concurrent orders then share reservation batches and group
+    # commits (fewer, larger ones), which cost less CPU per order than two workers' halves.
     ServiceSpec(
         "order_service",
         8080,
         "ORDER_DATABASE_URL",
         workers={"order_worker": [sys.executable, "-m", "order_service", "worker"]},
+        gunicorn_workers=1,
+        gunicorn_threads=16,
     ),
 ]
 
@@ -68,7 +74,6 @@ def local_environment() -> dict[str, str]:
     env.setdefault("USER_SERVICE_URL", "http://127.0.0.1:8082")
     env.setdefault("PRODUCT_SERVICE_URL", "http://127.0.0.1:8081")
     env.setdefault("JWKS_URL", "http://127.0.0.1:8082/.well-known/jwks.json")
-    env.setdefault("WEB_CONCURRENCY", "2")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -252,6 +257,11 @@ def start_system(supervisor: Supervisor, env: dict[str, str]) -> list[ServiceSpe
     return services
 
 
+def gunicorn_workers(spec: ServiceSpec, env: dict[str, str]) -> int:
+    """The service's own worker count, unless WEB_CONCURRENCY is exported for every service."""
+    return int(env.get("WEB_CONCURRENCY") or spec.gunicorn_workers)
+
+
 def gunicorn_threads(spec: ServiceSpec, env: dict[str, str]) -> int:
     """The service's own thread count, unless GUNICORN_THREADS is exported for every service."""
     return int(env.get("GUNICORN_THREADS") or spec.gunicorn_threads)
@@ -261,6 +271,7 @@ def _start_service(supervisor: Supervisor, spec: ServiceSpec, env: dict[str, str
     subprocess.run([sys.executable, "-m", spec.name, "prestart"], env=env, check=True)
     service_env = {
         **env,
+        "WEB_CONCURRENCY": str(gunicorn_workers(spec, env)),
         "GUNICORN_THREADS": str(gunicorn_threads(spec, env)),
         "PROMETHEUS_MULTIPROC_DIR": str(_fresh_metrics_dir(spec.name)),
     }
