@@ -105,19 +105,15 @@ class Coalescer(Generic[T, R]):
 
 
 def together_else_alone(
-    items: list[T],
-    together: Callable[[list[T]], None],
-    alone: Callable[[T], None],
-    *,
-    falls_back: Callable[[Exception], bool],
+    items: list[T], write: Callable[[list[T]], None], *, falls_back: Callable[[Exception], bool]
 ) -> list[Exception | None]:
-    """Group commit's other half: the whole batch in one transaction (`together`) and, when
-    some item cannot go with the rest (`falls_back` says which failures mean that; the
-    transaction rolled back), each item in its own (`alone`), so only that item hears of it.
-    Any other failure of the batch (the database down) is every item's."""
+    """Group commit's other half: `write` the whole batch in one transaction and, when some
+    item cannot go with the rest (`falls_back` says which failures mean that; the transaction
+    rolled back), `write` each item alone, so only that item hears of it. Any other failure of
+    the batch (the database down) is every item's."""
     if len(items) > 1:
         try:
-            together(items)
+            write(items)
             return [None] * len(items)
         except Exception as failure:
             if not falls_back(failure):
@@ -125,7 +121,7 @@ def together_else_alone(
     outcomes: list[Exception | None] = []
     for item in items:
         try:
-            alone(item)
+            write([item])
         except Exception as failure:
             outcomes.append(failure)
         else:

@@ -74,3 +74,9 @@ def _json_integer(value: Any) -> Any:
 
 # A pydantic field type for a JSON integer, in strict models too: 3, 3.0 and 3e0 are all 3.
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
+def require_distinct(values: list[str], what: str) -> None:
+    """For a model validator: the same product (or id) twice in one list is a client error."""
+    if len(set(values)) != len(values):
+        raise ValueError(f"each {what} may appear at most once")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from common.auth import ADMIN, CUSTOMER, current_principal, require_roles
 from common.errors import Unprocessable, field_error
 from common.ids import CANONICAL_UUID_PATTERN
-from common.inputs import JsonInt, json_body, query_params
+from common.inputs import JsonInt, json_body, query_params, require_distinct
 from common.pagination import PageQuery, page_of
 from order_service.clients import ReservationLine
 from order_service.repository import Order, OrderFilter
@@ -41,9 +41,7 @@ class NewOrder(BaseModel):
     @field_validator("items")
     @classmethod
     def _each_product_once(cls, items: list[OrderItem]) -> list[OrderItem]:
-        product_ids = [item.productId for item in items]
-        if len(set(product_ids)) != len(product_ids):
-            raise ValueError("each product may appear at most once")
+        require_distinct([item.productId for item in items], "product")
         return items
 
     def command(self, idempotency_key: str | None) -> PlaceOrder:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +53,7 @@ from order_service.repository import (
 )
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 log = structlog.get_logger(__name__)
 ORDER_CREATED, ORDER_PAID, ORDER_CANCELLED = "order_created", "order_paid", "order_cancelled"
 # How long a client should wait before asking again about an attempt still in flight.
@@ -106,6 +108,17 @@ class _NoLongerInFlight(ServiceUnavailable):
         super().__init__("Placing the order took too long; try again.")
 
 
+def _group_committed(
+    write: Callable[[list[T]], None],
+) -> Callable[[list[T]], list[Exception | None]]:
+    """A batch written in one transaction, or each alone when one cannot go with the rest."""
+
+    def write_each(items: list[T]) -> list[Exception | None]:
+        return together_else_alone(items, write, falls_back=_one_cannot_go_with_the_rest)
+
+    return write_each
+
+
 def _one_cannot_go_with_the_rest(failure: Exception) -> bool:
     """A key used before, an attempt the worker claimed, or a deadlock: the batch rolled back
     for one of its items, so each is tried on its own."""
@@ -129,12 +142,10 @@ class OrderService:
         self._request_id = request_id
         # Group commit: the journal entries, and the final writes, of the orders this process
         # places at the same time share a transaction (see common.batching).
-        self._journals: Coalescer[OrderAttempt, None] = Coalescer(
-            self._journal_each, max_calls=GROUP_COMMIT_MAX
-        )
-        self._records: Coalescer[_Record, None] = Coalescer(
-            self._record_each, max_calls=GROUP_COMMIT_MAX
-        )
+        self._journal_each = _group_committed(self._journal_together)
+        self._record_each = _group_committed(self._record_together)
+        self._journals = Coalescer(self._journal_each, max_calls=GROUP_COMMIT_MAX)
+        self._records = Coalescer(self._record_each, max_calls=GROUP_COMMIT_MAX)
 
     # -- placing an order: the saga --------------------------------------------------------
 
@@ -213,26 +224,10 @@ class OrderService:
         self._records.call(_Record(attempt_id, order, self._event(order, ORDER_CREATED)))
         return order
 
-    def _journal_each(self, attempts: list[OrderAttempt]) -> list[Exception | None]:
-        # A key used before refuses the whole insert; alone, only its own attempt hears of it.
-        return together_else_alone(
-            attempts,
-            self._journal_together,
-            lambda attempt: self._journal_together([attempt]),
-            falls_back=_one_cannot_go_with_the_rest,
-        )
-
     def _journal_together(self, attempts: list[OrderAttempt]) -> None:
+        # A key used before refuses the whole insert (IntegrityError).
         with self._db.transaction() as connection:
             AttemptRepository(connection).add_each(attempts, self._clock())
-
-    def _record_each(self, records: list[_Record]) -> list[Exception | None]:
-        return together_else_alone(
-            records,
-            self._record_together,
-            lambda record: self._record_together([record]),
-            falls_back=_one_cannot_go_with_the_rest,
-        )
 
     def _record_together(self, records: list[_Record]) -> None:
         """Each attempt still in flight becomes its order with its event, in one transaction."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from common.auth import ADMIN, SERVICE, require_roles
 from common.errors import NotFound, Problem, Unprocessable, field_error, problem_of
 from common.ids import is_canonical_uuid
-from common.inputs import JsonInt, StorableText, json_body, query_params
+from common.inputs import JsonInt, StorableText, json_body, query_params, require_distinct
 from common.money import MONEY_TEXT_PATTERN, MoneyInput, format_money, parse_money
 from common.pagination import PageQuery, page_of
 from product_service.repository import Product, ReservationLine, SearchFilter
@@ -104,9 +104,7 @@ class ReserveItems(BaseModel):
     @field_validator("items")
     @classmethod
     def _each_product_once(cls, items: list[ReservationItem]) -> list[ReservationItem]:
-        product_ids = [item.productId for item in items]
-        if len(set(product_ids)) != len(product_ids):
-            raise ValueError("each product may appear at most once")
+        require_distinct([item.productId for item in items], "product")
         return items
 
     def item_pairs(self) -> list[tuple[str, int]]:
@@ -126,9 +124,9 @@ class ReserveBatch(BaseModel):
     @field_validator("reservations")
     @classmethod
     def _distinct_and_bounded(cls, reservations: list[ReserveItems]) -> list[ReserveItems]:
-        ids = [reservation.reservationId for reservation in reservations]
-        if len(set(ids)) != len(ids):
-            raise ValueError("each reservationId may appear at most once")
+        require_distinct(
+            [reservation.reservationId for reservation in reservations], "reservationId"
+        )
         if sum(len(reservation.items) for reservation in reservations) > MAX_RESERVATION_ITEMS:
             raise ValueError(f"at most {MAX_RESERVATION_ITEMS} items in all")
         return reservations

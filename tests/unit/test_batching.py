@@ -145,14 +145,9 @@ class Ledger:
             raise ConnectionError("the store is down")
         self.written.extend(items)
 
-    def alone(self, item: int) -> None:
-        self.together([item])
-
 
 def write(ledger: Ledger, items: list[int]) -> list[Exception | None]:
-    return together_else_alone(
-        items, ledger.together, ledger.alone, falls_back=lambda e: isinstance(e, KeyError)
-    )
+    return together_else_alone(items, ledger.together, falls_back=lambda e: isinstance(e, KeyError))
 
 
 def test_a_batch_that_can_go_together_is_one_transaction():
