@@ -14,6 +14,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from common.metrics import BATCH_SIZE
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -35,6 +37,7 @@ class Coalescer(Generic[T, R]):
 
     def __init__(
         self,
+        name: str,
         send: SendBatch[T, R],
         *,
         max_calls: int,
@@ -42,6 +45,7 @@ class Coalescer(Generic[T, R]):
         size_of: Callable[[T], int] = lambda _: 1,
     ) -> None:
         self._send = send
+        self._sizes = BATCH_SIZE.labels(name)
         self._max_calls = max_calls
         self._max_size = max_size if max_size is not None else max_calls
         self._size_of = size_of
@@ -67,6 +71,7 @@ class Coalescer(Generic[T, R]):
         """Sends the head of the queue, answers it, and hands the next batch to the thread whose
         call then heads the queue, so no thread sends more than its own call's batch."""
         batch = self._take_batch()
+        self._sizes.observe(len(batch))
         outcomes: Sequence[R | BaseException]
         try:
             outcomes = self._send([call.item for call in batch])

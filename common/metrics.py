@@ -25,6 +25,15 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+# How much concurrent work shares one call or one commit (see common.batching): near 1 means
+# the service is quiet, or has too few threads in a worker for its orders to meet.
+BATCH_SIZE = Histogram(
+    "shop_batch_size",
+    "Calls sent together as one batch.",
+    ["batch"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+
 
 def install_metrics(app: Flask, service_name: str) -> None:
     @app.before_request

@@ -110,6 +110,7 @@ class HttpProductCatalog:
         self._token = token
         # Concurrent orders' reservations travel together, as many items as one may hold.
         self._reservations: Coalescer[_Reservation, dict[str, Decimal]] = Coalescer(
+            "reservations",
             self._reserve_batch,
             max_calls=MAX_BATCH_RESERVATIONS,
             max_size=MAX_BATCH_ITEMS,

@@ -144,8 +144,8 @@ class OrderService:
         # places at the same time share a transaction (see common.batching).
         self._journal_each = _group_committed(self._journal_together)
         self._record_each = _group_committed(self._record_together)
-        self._journals = Coalescer(self._journal_each, max_calls=GROUP_COMMIT_MAX)
-        self._records = Coalescer(self._record_each, max_calls=GROUP_COMMIT_MAX)
+        self._journals = Coalescer("journal", self._journal_each, max_calls=GROUP_COMMIT_MAX)
+        self._records = Coalescer("orders", self._record_each, max_calls=GROUP_COMMIT_MAX)
 
     # -- placing an order: the saga --------------------------------------------------------
 

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client import REGISTRY
 
 from common.batching import Coalescer, together_else_alone
 
@@ -36,6 +37,7 @@ class Recorder:
 
 def coalescer(recorder: Recorder, **bounds: int) -> Coalescer[int, int]:
     return Coalescer(
+        "test",
         recorder.send,
         max_calls=bounds.get("max_calls", 64),
         max_size=bounds.get("max_size", 100),
@@ -102,7 +104,9 @@ def test_a_failed_batch_fails_every_call_it_carried_and_the_next_call_goes_on():
 
 
 def test_a_wrong_number_of_answers_fails_the_batch_instead_of_misrouting_them():
-    answers_nothing: Coalescer[int, int] = Coalescer(lambda items: [], max_calls=8, max_size=8)
+    answers_nothing: Coalescer[int, int] = Coalescer(
+        "test", lambda items: [], max_calls=8, max_size=8
+    )
     with pytest.raises(RuntimeError, match="0 outcomes for a batch of 1"):
         answers_nothing.call(5)
 
@@ -174,3 +178,18 @@ def test_a_single_item_goes_alone_at_once():
     [outcome] = write(ledger, [-1])
     assert isinstance(outcome, KeyError)
     assert ledger.transactions == 1
+
+
+def test_every_batch_is_measured_by_its_size():
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"batch": "measured"}) or 0.0
+
+    recorder = Recorder()
+    batcher = Coalescer("measured", recorder.send, max_calls=8)
+    count, total = sample("shop_batch_size_count"), sample("shop_batch_size_sum")
+    pool, first, queued = queue_behind_a_held_batch(recorder, batcher, [2, 3, 4])
+    for call in (first, *queued):
+        call.result(WAIT_S)
+    pool.shutdown()
+    assert sample("shop_batch_size_count") - count == 2
+    assert sample("shop_batch_size_sum") - total == 4

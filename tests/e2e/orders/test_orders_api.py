@@ -682,6 +682,9 @@ def test_health_readiness_metrics_and_the_document(
     assert counted("/api/v1/orders/<id:order_id>", "200")
     assert not any(order["id"] in text for text in series)
     assert any(text.startswith("http_request_duration_seconds_bucket{") for text in series)
+    # What concurrent orders share: the reservation call and the two commits of placing one.
+    for batch in ("reservations", "journal", "orders"):
+        assert any(text.startswith(f'shop_batch_size_count{{batch="{batch}"}}') for text in series)
     document = get("/openapi.yaml")
     assert document.status_code == 200
     assert document.text == SPEC.read_text(encoding="utf-8")
