@@ -71,9 +71,9 @@ class Coalescer(Generic[T, R]):
         """Sends the head of the queue, answers it, and hands the next batch to the thread whose
         call then heads the queue, so no thread sends more than its own call's batch."""
         batch = self._take_batch()
-        self._sizes.observe(len(batch))
         outcomes: Sequence[R | BaseException]
         try:
+            self._sizes.observe(len(batch))
             outcomes = self._send([call.item for call in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")

@@ -132,13 +132,12 @@ _MOVE_ATTEMPT = (
     )
     .values(state=sa.bindparam("to_state"), updated_at=sa.bindparam("now"))
 )
-_COMPLETE_ATTEMPT = _MOVE_ATTEMPT.values(order_id=sa.bindparam("new_order_id"))
 
 
 @functools.cache
 def _complete_attempts_statement(count: int) -> sa.Update:
-    """`_COMPLETE_ATTEMPT` for `count` attempts at once, each naming its own order; built once
-    per batch size (a batch is bounded by the order service's group commit)."""
+    """`count` attempts moved from in flight to completed at once, each naming its own order;
+    built once per batch size (a batch is bounded by the order service's group commit)."""
     attempt_ids: list[sa.BindParameter[str]] = [
         sa.bindparam(f"attempt_{index}") for index in range(count)
     ]
@@ -164,9 +163,6 @@ def _complete_attempts_statement(count: int) -> sa.Update:
 class OrderRepository:
     def __init__(self, connection: Connection) -> None:
         self._db = connection
-
-    def add(self, order: Order) -> None:
-        self.add_each([order])
 
     def add_each(self, new_orders: Sequence[Order]) -> None:
         """Several orders in two statements: the orders, then all their items."""
@@ -254,12 +250,8 @@ class AttemptRepository:
     def __init__(self, connection: Connection) -> None:
         self._db = connection
 
-    def add(self, attempt: OrderAttempt, now: datetime) -> None:
-        """Raises IntegrityError when the user already used this idempotency key."""
-        self.add_each([attempt], now)
-
     def add_each(self, attempts: Sequence[OrderAttempt], now: datetime) -> None:
-        """One statement; one key used before refuses them all (IntegrityError)."""
+        """One statement; a key its user used before refuses them all (IntegrityError)."""
         self._db.execute(
             _INSERT_ATTEMPT,
             [
@@ -302,25 +294,11 @@ class AttemptRepository:
         )
         return result.rowcount == 1
 
-    def move(
-        self,
-        attempt_id: str,
-        from_state: str,
-        to_state: str,
-        now: datetime,
-        *,
-        order_id: str | None = None,
-    ) -> bool:
+    def move(self, attempt_id: str, from_state: str, to_state: str, now: datetime) -> bool:
         """A conditional transition: false when someone else moved the attempt first."""
         result = self._db.execute(
-            _MOVE_ATTEMPT if order_id is None else _COMPLETE_ATTEMPT,
-            {
-                "attempt_id": attempt_id,
-                "from_state": from_state,
-                "to_state": to_state,
-                "now": now,
-                "new_order_id": order_id,
-            },
+            _MOVE_ATTEMPT,
+            {"attempt_id": attempt_id, "from_state": from_state, "to_state": to_state, "now": now},
         )
         return result.rowcount == 1
 

@@ -111,15 +111,17 @@ def test_a_key_whose_attempt_is_in_flight_answers_conflict(orders, order_db, new
     product = new_product()
     command = order_of((product, 1), key="k-inflight")
     with order_db.transaction() as connection:
-        AttemptRepository(connection).add(
-            OrderAttempt(
-                new_id(),
-                CUSTOMER.user_id,
-                "k-inflight",
-                _request_hash(CUSTOMER.user_id, command.lines),
-                IN_FLIGHT,
-                None,
-            ),
+        AttemptRepository(connection).add_each(
+            [
+                OrderAttempt(
+                    new_id(),
+                    CUSTOMER.user_id,
+                    "k-inflight",
+                    _request_hash(CUSTOMER.user_id, command.lines),
+                    IN_FLIGHT,
+                    None,
+                )
+            ],
             utcnow(),
         )
     with pytest.raises(Conflict) as refused:
