@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import requests
 
 from bench import consistency, cpu, dblimit, report
 from bench.events import EventDrain
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(runs))
     for run in runs:
         print(report.cpu_breakdown(run))
+        print(report.batch_line(run))
     print(f"consistent: {verdict.consistent} ({verdict.summary()})")
     print(f"results: {path}" + (f"; profile: {profile}" if profile else ""))
     return 0 if verdict.consistent else 1
@@ -138,6 +140,7 @@ def measure_level(
     if warmup_s > 0:
         _order_load(system, level.catalog, concurrency, warmup_s)
     groups = _process_groups(system)
+    batches_before = _batch_totals(system)
     slice_s = duration_s / slices
     load = LoadResult(concurrency, duration_s)
     cpu_used_s: Counter[str] = Counter()
@@ -155,6 +158,7 @@ def measure_level(
         orders_placed, cpu_s = level.limit.run(concurrency, slice_s)
         limit_orders += orders_placed
         limit_cpu_s += cpu_s
+    batch_sizes = report.mean_batch_sizes(batches_before, _batch_totals(system))
     orders = max(load.orders, 1)
     lags = consistency.relay_lags_ms(system.database_urls, since_epoch_s=window_start)
     orders_per_s = load.orders / elapsed
@@ -182,6 +186,8 @@ def measure_level(
         "ratio_to_db_limit": round(orders_per_s / limit_per_s, 3) if limit_per_s else 0.0,
         # The bare SQL's own cost (driver and server): the floor under `cpu_ms_per_order`.
         "db_limit_cpu_ms_per_order": round(limit_cpu_s * 1000 / max(limit_orders, 1.0), 2),
+        # How many orders shared each reservation call, journal commit and final commit.
+        "mean_batch_size": batch_sizes,
     }
 
 
@@ -211,6 +217,12 @@ def _order_load(
             duration_s=duration_s,
         )
     )
+
+
+def _batch_totals(system: System) -> dict[str, tuple[float, float]]:
+    metrics = requests.get(f"{system.url('order_service')}/metrics", timeout=10)
+    metrics.raise_for_status()
+    return report.batch_totals(metrics.text)
 
 
 def _gunicorn_settings(system: System) -> dict[str, Any]:

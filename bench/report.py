@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+_BATCH_METRIC = "shop_batch_size"
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -92,3 +95,35 @@ def cpu_breakdown(run: dict[str, Any]) -> str:
     if "db_limit_cpu_ms_per_order" in run:
         line += f" (the database limit's bare SQL: {run['db_limit_cpu_ms_per_order']:.2f})"
     return line
+
+
+def batch_totals(metrics_text: str) -> dict[str, tuple[float, float]]:
+    """Each batcher's (calls, batches) so far, from a service's /metrics page."""
+    totals: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != _BATCH_METRIC:
+            continue
+        for sample in family.samples:
+            kind = {"_sum": 0, "_count": 1}.get(sample.name.removeprefix(_BATCH_METRIC))
+            if kind is not None:
+                totals.setdefault(sample.labels["batch"], [0.0, 0.0])[kind] += sample.value
+    return {name: (calls, batches) for name, (calls, batches) in totals.items()}
+
+
+def mean_batch_sizes(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Calls per batch of each batcher between two readings of `batch_totals`."""
+    sizes = {}
+    for name, (calls, batches) in after.items():
+        calls_before, batches_before = before.get(name, (0.0, 0.0))
+        if batches > batches_before:
+            sizes[name] = round((calls - calls_before) / (batches - batches_before), 2)
+    return sizes
+
+
+def batch_line(run: dict[str, Any]) -> str:
+    sizes = run.get("mean_batch_size") or {}
+    return f"calls per batch at {run['concurrency']}: " + (
+        ", ".join(f"{name} {size:.2f}" for name, size in sorted(sizes.items())) or "none"
+    )

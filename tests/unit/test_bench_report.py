@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from bench.__main__ import parse_arguments
 from bench.load import LoadResult
-from bench.report import cpu_breakdown, latency_summary, percentile, table
+from bench.report import (
+    batch_line,
+    batch_totals,
+    cpu_breakdown,
+    latency_summary,
+    mean_batch_sizes,
+    percentile,
+    table,
+)
 
 
 @pytest.mark.parametrize(
@@ -88,3 +97,24 @@ def test_a_level_needs_time_and_at_least_one_slice(argv, capsys):
 def test_each_level_takes_three_slices_unless_told():
     assert parse_arguments([]).slices == 3
     assert parse_arguments(["--slices", "1"]).slices == 1
+
+
+def metrics_page(observations: dict[str, list[int]]) -> str:
+    """A real /metrics page with the service's batch histogram, as prometheus_client writes it."""
+    registry = CollectorRegistry()
+    sizes = Histogram("shop_batch_size", "Calls sent together.", ["batch"], registry=registry)
+    for name, batches in observations.items():
+        for size in batches:
+            sizes.labels(name).observe(size)
+    return generate_latest(registry).decode()
+
+
+def test_batch_sizes_are_calls_per_batch_between_two_readings():
+    before = batch_totals(metrics_page({"reservations": [1, 3], "orders": [2]}))
+    after = batch_totals(metrics_page({"reservations": [1, 3, 4, 6], "orders": [2]}))
+    assert before == {"reservations": (4.0, 2.0), "orders": (2.0, 1.0)}
+    # Orders sent no batch in between, so it has no mean; reservations sent two of 10 calls.
+    assert mean_batch_sizes(before, after) == {"reservations": 5.0}
+    assert batch_line({"concurrency": 32, "mean_batch_size": {"reservations": 5.0}}) == (
+        "calls per batch at 32: reservations 5.00"
+    )
