@@ -24,7 +24,7 @@ from bench.events import EventDrain
 from bench.load import LoadResult, closed_loop
 from bench.setup import Catalog, create_catalog
 from bench.system import System, logs_dir, results_dir, start
-from devstack.stack import SERVICES, gunicorn_threads, gunicorn_workers
+from devstack.stack import SERVICES, gunicorn_threads, gunicorn_worker_class, gunicorn_workers
 
 # The order service's workers are where an order's time goes; py-spy samples them.
 PROFILED_SERVICE = "order_service"
@@ -228,7 +228,15 @@ def _batch_totals(system: System) -> dict[str, tuple[float, float]]:
 def _gunicorn_settings(system: System) -> dict[str, Any]:
     return {
         "gunicorn_workers": {spec.name: gunicorn_workers(spec, system.env) for spec in SERVICES},
-        "gunicorn_threads": {spec.name: gunicorn_threads(spec, system.env) for spec in SERVICES},
+        "gunicorn_worker_class": {
+            spec.name: gunicorn_worker_class(spec, system.env) for spec in SERVICES
+        },
+        # Threads matter to gthread workers only.
+        "gunicorn_threads": {
+            spec.name: gunicorn_threads(spec, system.env)
+            for spec in SERVICES
+            if gunicorn_worker_class(spec, system.env) == "gthread"
+        },
     }
 
 

@@ -14,6 +14,8 @@ class CommonSettings(BaseSettings):
     service_name: str = "shop"
     database_url: str = "sqlite:///var/shop.db"
     db_pool_size: int = Field(default=10, ge=1)
+    # How long a request waits for a pooled connection before it is answered 503.
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
     # Requests larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -26,7 +26,11 @@ PING_IF_IDLE_S = 5.0
 
 
 def create_db_engine(
-    url: str, *, pool_size: int = 10, ping_if_idle_s: float = PING_IF_IDLE_S
+    url: str,
+    *,
+    pool_size: int = 10,
+    pool_timeout_s: float = 10.0,
+    ping_if_idle_s: float = PING_IF_IDLE_S,
 ) -> Engine:
     engine_url = sa.make_url(url)
     if engine_url.get_backend_name() == "sqlite":
@@ -35,6 +39,8 @@ def create_db_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # Past this wait for a connection, a request fails with 503 (common.errors).
+        pool_timeout=pool_timeout_s,
         pool_recycle=1800,
         # Every checkout goes through a SQLAlchemy Connection, whose close already ends any
         # transaction it began (commit or rollback); the pool's own ROLLBACK on return was a
@@ -100,8 +106,8 @@ class Database:
         self.engine = engine
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
-        return cls(create_db_engine(url, pool_size=pool_size))
+    def from_url(cls, url: str, *, pool_size: int = 10, pool_timeout_s: float = 10.0) -> Database:
+        return cls(create_db_engine(url, pool_size=pool_size, pool_timeout_s=pool_timeout_s))
 
     @property
     def dialect(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from flask import Flask, Response, json
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from common.db import is_retryable_conflict
@@ -152,6 +153,13 @@ def _render_database_down(exc: DBAPIError) -> Response:
     return _render_problem(ServiceUnavailable("The database is unavailable; try again shortly."))
 
 
+def _render_pool_exhausted(exc: PoolTimeout) -> Response:
+    # More requests wanted the database at once than the pool holds, for longer than its
+    # timeout: the service is overloaded, and nothing of the request was written.
+    log.warning("database_pool_exhausted", error=str(exc))
+    return _render_problem(ServiceUnavailable("The service is busy; try again shortly."))
+
+
 def _is_connection_error(exc: DBAPIError) -> bool:
     if isinstance(exc, InterfaceError):
         return True
@@ -172,4 +180,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Problem, _render_problem)
     app.register_error_handler(HTTPException, _render_http_exception)
     app.register_error_handler(DBAPIError, _render_database_down)
+    app.register_error_handler(PoolTimeout, _render_pool_exhausted)
     app.register_error_handler(Exception, _render_unexpected)

@@ -32,7 +32,11 @@ class _OwnKey:
 
 def create_app(settings: UserSettings | None = None) -> Flask:
     settings = settings or UserSettings()
-    db = Database.from_url(settings.database_url, pool_size=settings.db_pool_size)
+    db = Database.from_url(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        pool_timeout_s=settings.db_pool_timeout_s,
+    )
     signer = TokenSigner.from_settings(settings)
     app = create_base_app(
         settings, package="user_service", readiness_checks={"user database": db.ping}

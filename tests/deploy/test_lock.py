@@ -46,12 +46,16 @@ def test_lock_is_exactly_the_runtime_closure():
     set reached must be the lock's, at the lock's versions (so the tests ran what ships)."""
     lock = _lock()
     reached: dict[str, str] = {}
+    walked: set[tuple[str, str]] = set()
     pending = list(_runtime_requirements())
     while pending:
         requirement = pending.pop()
         name = canonicalize_name(requirement.name)
-        if name in reached:
+        # A distribution's own requirements, and those of each extra asked of it.
+        extras = {""} | requirement.extras
+        if {(name, extra) for extra in extras} <= walked:
             continue
+        walked |= {(name, extra) for extra in extras}
         try:
             distribution = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
@@ -59,7 +63,9 @@ def test_lock_is_exactly_the_runtime_closure():
         reached[name] = distribution.version
         for line in distribution.requires or []:
             child = Requirement(line)
-            if child.marker is None or child.marker.evaluate({"extra": ""}):
+            if child.marker is None or any(
+                child.marker.evaluate({"extra": extra}) for extra in extras
+            ):
                 pending.append(child)
     assert set(reached) == set(lock), (
         f"missing from the lock: {sorted(set(reached) - set(lock))}, "

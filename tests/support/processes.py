@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from devstack.stack import SERVICES, gunicorn_worker_class
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -82,9 +84,9 @@ def start_service(
     port: int | None = None,
     name: str | None = None,
 ) -> RunningProcess:
-    """gunicorn with the production config, on `port` (else a free one); returns once /health
-    answers. Starting again on the same port brings a stopped service back where clients
-    expect it."""
+    """gunicorn with the production config and the service's own worker class (the order
+    service's is gevent), on `port` (else a free one); returns once /health answers. Starting
+    again on the same port brings a stopped service back where clients expect it."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -96,9 +98,13 @@ def start_service(
         f"127.0.0.1:{port}",
         f"{package}.app:create_app()",
     ]
-    running = start_process(
-        name or package, command, {**env, "WEB_CONCURRENCY": str(workers)}, log_dir
-    )
+    spec = next(spec for spec in SERVICES if spec.name == package)
+    service_env = {
+        **env,
+        "GUNICORN_WORKER_CLASS": gunicorn_worker_class(spec, env),
+        "WEB_CONCURRENCY": str(workers),
+    }
+    running = start_process(name or package, command, service_env, log_dir)
     running.url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{running.url}/health", running)
     return running
