@@ -124,6 +124,18 @@ _SET_ORDER_STATUS = (
     .where(orders.c.id == sa.bindparam("order_id"))
     .values(status=sa.bindparam("status"), updated_at=sa.bindparam("now"))
 )
+_ORDER_BY_ID = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
+_ORDER_BY_ID_FOR_UPDATE = _ORDER_BY_ID.with_for_update()
+_ITEMS_OF_ORDERS = (
+    sa.select(order_items)
+    .where(order_items.c.order_id.in_(sa.bindparam("order_ids", expanding=True)))
+    .order_by(order_items.c.order_id, order_items.c.product_id)
+)
+_MARK_SENT = (
+    outbox.update()
+    .where(outbox.c.id.in_(sa.bindparam("event_ids", expanding=True)))
+    .values(sent_at=sa.bindparam("now"))
+)
 _MOVE_ATTEMPT = (
     order_attempts.update()
     .where(
@@ -132,6 +144,18 @@ _MOVE_ATTEMPT = (
     )
     .values(state=sa.bindparam("to_state"), updated_at=sa.bindparam("now"))
 )
+
+
+@functools.cache
+def _claim_unsent_statement(limit: int) -> sa.Select[tuple[object, ...]]:
+    """The relay's claim, built once for its batch size."""
+    return (
+        sa.select(outbox)
+        .where(outbox.c.sent_at.is_(None))
+        .order_by(outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
 
 
 @functools.cache
@@ -196,10 +220,8 @@ class OrderRepository:
         )
 
     def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
-        query = sa.select(orders).where(orders.c.id == order_id)
-        if for_update:
-            query = query.with_for_update()
-        found = self._with_items(self._db.execute(query).all())
+        query = _ORDER_BY_ID_FOR_UPDATE if for_update else _ORDER_BY_ID
+        found = self._with_items(self._db.execute(query, {"order_id": order_id}).all())
         return found[0] if found else None
 
     def page(self, where: OrderFilter, after_id: str | None, limit: int) -> list[Order]:
@@ -222,12 +244,7 @@ class OrderRepository:
         if not rows:
             return []
         lines: dict[str, list[OrderLine]] = {row.id: [] for row in rows}
-        query = (
-            sa.select(order_items)
-            .where(order_items.c.order_id.in_(list(lines)))
-            .order_by(order_items.c.order_id, order_items.c.product_id)
-        )
-        for item in self._db.execute(query):
+        for item in self._db.execute(_ITEMS_OF_ORDERS, {"order_ids": list(lines)}):
             lines[item.order_id].append(
                 OrderLine(item.product_id, int(item.quantity), Decimal(item.price))
             )
@@ -365,25 +382,16 @@ class OutboxRepository:
 
     def claim_unsent(self, limit: int) -> list[OutboxEvent]:
         """Locks up to `limit` unsent events; rows another relay holds are skipped, not awaited."""
-        query = (
-            sa.select(outbox)
-            .where(outbox.c.sent_at.is_(None))
-            .order_by(outbox.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
         return [
             OutboxEvent(
                 row.id, row.event_type, row.order_id, row.payload, row.request_id, row.created_at
             )
-            for row in self._db.execute(query)
+            for row in self._db.execute(_claim_unsent_statement(limit))
         ]
 
     def mark_sent(self, event_ids: Sequence[str], now: datetime) -> None:
         if event_ids:
-            self._db.execute(
-                outbox.update().where(outbox.c.id.in_(list(event_ids))).values(sent_at=now)
-            )
+            self._db.execute(_MARK_SENT, {"event_ids": list(event_ids), "now": now})
 
     def delete_sent_before(self, cutoff: datetime, limit: int) -> int:
         """Keeps the table bounded; in slices, so no long lock is ever held."""

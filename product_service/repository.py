@@ -276,7 +276,7 @@ class ReservationRepository:
     def add_each(self, lines_of: Mapping[str, Sequence[ReservationLine]], now: datetime) -> None:
         """Several reservations' lines in one statement; one existing line refuses them all."""
         self._db.execute(
-            reservations.insert(),
+            _INSERT_RESERVATION_LINE,
             [
                 {
                     "reservation_id": reservation_id,
@@ -293,19 +293,11 @@ class ReservationRepository:
         )
 
     def lines(self, reservation_id: str, *, for_update: bool = False) -> list[ReservationLine]:
-        query = (
-            sa.select(
-                reservations.c.product_id,
-                reservations.c.quantity,
-                reservations.c.state,
-                reservations.c.price,
-            )
-            .where(reservations.c.reservation_id == reservation_id)
-            .order_by(reservations.c.product_id)
-        )
-        if for_update:
-            query = query.with_for_update()
-        return [ReservationLine(*row) for row in self._db.execute(query)]
+        query = _RESERVATION_LINES_FOR_UPDATE if for_update else _RESERVATION_LINES
+        return [
+            ReservationLine(*row)
+            for row in self._db.execute(query, {"reservation_id": reservation_id})
+        ]
 
     def line(
         self, reservation_id: str, product_id: str, *, for_update: bool = False
@@ -324,14 +316,38 @@ class ReservationRepository:
     def mark_released(
         self, reservation_id: str, now: datetime, *, product_id: str | None = None
     ) -> None:
-        condition = sa.and_(
-            reservations.c.reservation_id == reservation_id, reservations.c.state == HELD
-        )
-        if product_id is not None:
-            condition = sa.and_(condition, reservations.c.product_id == product_id)
-        self._db.execute(
-            reservations.update().where(condition).values(state=RELEASED, updated_at=now)
-        )
+        """Every held line of the reservation, or only the one of `product_id`."""
+        if product_id is None:
+            self._db.execute(_RELEASE_HELD, {"of_reservation": reservation_id, "now": now})
+        else:
+            self._db.execute(
+                _RELEASE_HELD_LINE,
+                {"of_reservation": reservation_id, "of_product": product_id, "now": now},
+            )
+
+
+# The statements every reservation and release runs, built once (see _lock_stock_statement).
+_INSERT_RESERVATION_LINE = reservations.insert()
+_RESERVATION_LINES = (
+    sa.select(
+        reservations.c.product_id,
+        reservations.c.quantity,
+        reservations.c.state,
+        reservations.c.price,
+    )
+    .where(reservations.c.reservation_id == sa.bindparam("reservation_id"))
+    .order_by(reservations.c.product_id)
+)
+_RESERVATION_LINES_FOR_UPDATE = _RESERVATION_LINES.with_for_update()
+_RELEASE_HELD = (
+    reservations.update()
+    .where(
+        reservations.c.reservation_id == sa.bindparam("of_reservation"),
+        reservations.c.state == HELD,
+    )
+    .values(state=RELEASED, updated_at=sa.bindparam("now"))
+)
+_RELEASE_HELD_LINE = _RELEASE_HELD.where(reservations.c.product_id == sa.bindparam("of_product"))
 
 
 def _stock_change(items: int) -> tuple[list[sa.BindParameter[str]], sa.Case[int]]:
