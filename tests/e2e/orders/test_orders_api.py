@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import requests
 
 from tests.e2e.orders.shop import (
     SPEC,
+    all_at_once,
     all_orders,
     assert_problem,
     conforming,
@@ -625,6 +627,35 @@ def test_cancel_publishes_order_cancelled_once(
     assert cancelled.body["userId"] == customer.id
     time.sleep(1.0)
     assert order_events.event_types(order["id"]) == ["order_cancelled", "order_created"]
+
+
+def test_concurrent_orders_each_keep_their_own_request_id(
+    order_service, order_worker, order_events, customer, new_product
+):
+    """The order service serves its requests concurrently in one process (gevent) and sends
+    their reservations together: each request's id must still be its own, in its answer and
+    in its order's event."""
+    products = [new_product() for _ in range(2)]
+    request_ids = [f"e2e-concurrent-{random_id()}" for _ in range(12)]
+    answers = all_at_once(
+        [
+            partial(
+                place_order,
+                order_service.url,
+                customer,
+                [line(products[index % 2])],
+                headers={"X-Request-ID": request_id},
+            )
+            for index, request_id in enumerate(request_ids)
+        ]
+    )
+
+    for request_id, answer in zip(request_ids, answers, strict=True):
+        assert answer.status_code == 201, answer.text
+        assert answer.headers["X-Request-ID"] == request_id
+        order_id = answer.json()["id"]
+        (created,) = order_events.wait_for_types(order_id, ["order_created"]).values()
+        assert created.attributes.get("requestId") == request_id
 
 
 def test_the_request_id_travels_to_every_service_an_order_calls(
