@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,14 +90,36 @@ def _create_sqlite_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # No waiting inside SQLite: see _begin_immediate.
+        cursor.execute("PRAGMA busy_timeout=0")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        _begin_immediate(connection.connection.driver_connection)
 
     return engine
+
+
+# How long a transaction waits for SQLite's write lock, and how often it tries again meanwhile.
+SQLITE_LOCK_WAIT_S = 30.0
+_SQLITE_LOCK_RETRY_S = 0.002
+
+
+def _begin_immediate(driver_connection: Any) -> None:
+    """Takes the write lock up front, waiting for it here rather than in SQLite's busy handler:
+    that one sleeps inside the C library, which in a gevent worker stalls every request of the
+    process, the lock's holder included, while a Python sleep lets them run (and releases the
+    GIL for threads alike). In WAL mode this lock is the only one a transaction waits for."""
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT_S
+    while True:
+        try:
+            driver_connection.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(_SQLITE_LOCK_RETRY_S)
 
 
 class Database:
