@@ -15,6 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from common.config import CommonSettings
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -24,13 +26,15 @@ _RETRYABLE_MYSQL_ERRORS = {1205, 1213}
 
 # A pooled connection idle longer than this is pinged before it is handed out.
 PING_IF_IDLE_S = 5.0
+# How long a request waits for a pooled connection (DB_POOL_TIMEOUT_S in a service).
+POOL_TIMEOUT_S = 10.0
 
 
 def create_db_engine(
     url: str,
     *,
     pool_size: int = 10,
-    pool_timeout_s: float = 10.0,
+    pool_timeout_s: float = POOL_TIMEOUT_S,
     ping_if_idle_s: float = PING_IF_IDLE_S,
 ) -> Engine:
     engine_url = sa.make_url(url)
@@ -102,7 +106,7 @@ def _create_sqlite_engine(url: str) -> Engine:
 
 
 # How long a transaction waits for SQLite's write lock, and how often it tries again meanwhile.
-SQLITE_LOCK_WAIT_S = 30.0
+_SQLITE_LOCK_WAIT_S = 30.0
 _SQLITE_LOCK_RETRY_S = 0.002
 
 
@@ -111,7 +115,7 @@ def _begin_immediate(driver_connection: Any) -> None:
     that one sleeps inside the C library, which in a gevent worker stalls every request of the
     process, the lock's holder included, while a Python sleep lets them run (and releases the
     GIL for threads alike). In WAL mode this lock is the only one a transaction waits for."""
-    deadline = time.monotonic() + SQLITE_LOCK_WAIT_S
+    deadline = time.monotonic() + _SQLITE_LOCK_WAIT_S
     while True:
         try:
             driver_connection.execute("BEGIN IMMEDIATE")
@@ -129,8 +133,19 @@ class Database:
         self.engine = engine
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10, pool_timeout_s: float = 10.0) -> Database:
-        return cls(create_db_engine(url, pool_size=pool_size, pool_timeout_s=pool_timeout_s))
+    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
+        return cls(create_db_engine(url, pool_size=pool_size))
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> Database:
+        """A service's database, pooled as its settings say."""
+        return cls(
+            create_db_engine(
+                settings.database_url,
+                pool_size=settings.db_pool_size,
+                pool_timeout_s=settings.db_pool_timeout_s,
+            )
+        )
 
     @property
     def dialect(self) -> str:

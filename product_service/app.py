@@ -19,11 +19,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def create_app(settings: ProductSettings | None = None, *, keys: KeySource | None = None) -> Flask:
     """`keys` replaces the JWKS fetch in tests that hold the signing key themselves."""
     settings = settings or ProductSettings()
-    db = Database.from_url(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        pool_timeout_s=settings.db_pool_timeout_s,
-    )
+    db = Database.from_settings(settings)
     app = create_base_app(
         settings, package="product_service", readiness_checks={"product database": db.ping}
     )

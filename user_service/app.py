@@ -32,11 +32,7 @@ class _OwnKey:
 
 def create_app(settings: UserSettings | None = None) -> Flask:
     settings = settings or UserSettings()
-    db = Database.from_url(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        pool_timeout_s=settings.db_pool_timeout_s,
-    )
+    db = Database.from_settings(settings)
     signer = TokenSigner.from_settings(settings)
     app = create_base_app(
         settings, package="user_service", readiness_checks={"user database": db.ping}
