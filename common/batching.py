@@ -2,13 +2,16 @@
 
 While one batch is on its way, the calls that arrive queue up; when its answer comes back, the
 thread whose call heads the queue sends everything queued as the next batch. An idle
-dependency therefore sees each call at once and alone (nothing waits for a timer), and a busy
-one sees fewer, larger requests: the fixed cost of a request and of a commit is shared.
+dependency therefore sees each call at once and alone (nothing waits for a timer; a caller
+that finds nothing in flight only yields once, so the calls ready at that moment go with it),
+and a busy one sees fewer, larger requests: the fixed cost of a request and of a commit is
+shared.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -61,7 +64,12 @@ class Coalescer(Generic[T, R]):
             self._queue.append(call)
             leads = not self._sending
             self._sending = True
-        if not leads:
+        if leads:
+            # A yield, not a timer: callers already runnable (under load, often the rest of a
+            # wave of orders that left the previous batch together) join this batch instead of
+            # waiting behind a batch of one.
+            time.sleep(0)
+        else:
             call.woken.wait()
         if not call.outcome.done():
             self._send_next_batch()
