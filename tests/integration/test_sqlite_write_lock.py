@@ -3,18 +3,11 @@ write lock must let the lock's holder run, or the whole process stalls until SQL
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-# Run in its own interpreter: gevent's monkey-patching must not leak into the test session.
-_SCRIPT = textwrap.dedent(
-    """
-    from gevent import monkey
+from tests.support.greenlets import run_patched
 
-    monkey.patch_all()
-
+_SCRIPT = """
     import sys
     import time
 
@@ -40,19 +33,10 @@ _SCRIPT = textwrap.dedent(
         print(count, round(time.monotonic() - started, 2))
 
     gevent.joinall([gevent.spawn(holder), gevent.spawn(waiter)], raise_error=True)
-    """
-)
+"""
 
 
 def test_a_greenlet_waiting_for_the_write_lock_lets_its_holder_finish(tmp_path: Path):
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(tmp_path / "shop.db")],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == 0, done.stderr
-    count, waited_s = done.stdout.split()
+    count, waited_s = run_patched(_SCRIPT, str(tmp_path / "shop.db")).split()
     assert count == "1"  # it ran after the holder committed
     assert float(waited_s) < 5

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
 from common.batching import Coalescer, together_else_alone
+from tests.support.greenlets import run_patched
 
 WAIT_S = 10
 
@@ -199,13 +196,7 @@ def test_every_batch_is_measured_by_its_size():
     assert sample("shop_batch_size_sum") - total == 4
 
 
-# Run in its own interpreter: gevent's monkey-patching must not leak into the test session.
-_WAVE_UNDER_GEVENT = textwrap.dedent(
-    """
-    from gevent import monkey
-
-    monkey.patch_all()
-
+_WAVE_UNDER_GEVENT = """
     import gevent
 
     from common.batching import Coalescer
@@ -220,19 +211,10 @@ _WAVE_UNDER_GEVENT = textwrap.dedent(
     coalescer = Coalescer("wave", send, max_calls=16)
     gevent.joinall([gevent.spawn(coalescer.call, i) for i in range(5)], raise_error=True)
     print(sizes)
-    """
-)
+"""
 
 
 def test_calls_ready_together_under_gevent_go_as_one_batch_not_one_then_the_rest():
     """The order service's greenlets arrive in waves; the first of a wave yields once before
     it sends, so the wave shares one batch instead of a batch of one and then the rest."""
-    done = subprocess.run(
-        [sys.executable, "-c", _WAVE_UNDER_GEVENT],
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[5]"
+    assert run_patched(_WAVE_UNDER_GEVENT, timeout_s=WAIT_S).strip() == "[5]"
