@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import tempfile
@@ -90,3 +91,11 @@ def child_exit(_server: Any, worker: Any) -> None:
 
     # Drop a dead worker's live gauges from the shared metrics directory.
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def post_worker_init(_worker: Any) -> None:
+    # The application is loaded: its ~130k objects (modules, routes, the SQLAlchemy metadata)
+    # live as long as the worker. Frozen, the collector stops walking them, and a full
+    # collection takes ~3 ms instead of ~60 ms during which every request of the worker stood
+    # still (`make bench`: a gevent worker's greenlets all stop at once).
+    gc.freeze()
