@@ -96,6 +96,6 @@ def child_exit(_server: Any, worker: Any) -> None:
 def post_worker_init(_worker: Any) -> None:
     # The application is loaded: its ~130k objects (modules, routes, the SQLAlchemy metadata)
     # live as long as the worker. Frozen, the collector stops walking them, and a full
-    # collection takes ~3 ms instead of ~60 ms during which every request of the worker stood
+    # collection takes ~3-4 ms instead of ~60 ms during which every request of the worker stood
     # still (`make bench`: a gevent worker's greenlets all stop at once).
     gc.freeze()
