@@ -3,24 +3,14 @@ standard library gevent has patched, so the patching never leaks into the test s
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
-from tests.support.dockerfiles import REPOSITORY
+from tests.support.interpreter import run_script
 
 _PATCH_FIRST = "from gevent import monkey\n\nmonkey.patch_all()\n\n"
 
 
 def run_patched(script: str, *args: str, timeout_s: float = 20) -> str:
-    """Runs `script` (indented as you like) after gevent's monkey-patching, from the
-    repository's root; returns what it printed, and fails the test if it failed."""
-    done = subprocess.run(
-        [sys.executable, "-c", _PATCH_FIRST + textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        cwd=REPOSITORY,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    """Runs `script` (indented as you like) after gevent's monkey-patching; returns what it
+    printed, and fails the test if it failed."""
+    return run_script(_PATCH_FIRST + textwrap.dedent(script), *args, timeout_s=timeout_s)

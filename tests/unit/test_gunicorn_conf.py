@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.support.dockerfiles import REPOSITORY
+from tests.support.interpreter import run_script
 
 # In an interpreter of its own: the settings module sets the metrics directory and replaces
 # gunicorn's error writer on import, which must not leak into the test session.
@@ -31,14 +28,6 @@ print(gc.get_freeze_count())
 
 
 def test_a_worker_freezes_what_it_loaded_so_full_collections_skip_it():
-    done = subprocess.run(
-        [sys.executable, "-c", _FROZEN_AFTER_WORKER_INIT],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPOSITORY,
-        check=True,
-    )
-    before, after = (int(count) for count in done.stdout.split())
+    before, after = (int(count) for count in run_script(_FROZEN_AFTER_WORKER_INIT).split())
     assert before == 0
     assert after > 10_000
