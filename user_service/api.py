@@ -12,6 +12,7 @@ from common.db import isoformat
 from common.errors import NotFound
 from common.ids import is_canonical_uuid
 from common.inputs import json_body
+from user_service.login import LoginService
 from user_service.repository import User
 from user_service.service import UserService
 
@@ -48,6 +49,11 @@ def users() -> UserService:
     return service
 
 
+def logins() -> LoginService:
+    service: LoginService = current_app.extensions["login_service"]
+    return service
+
+
 def user_json(user: User) -> dict[str, Any]:
     return {
         "id": user.id,
@@ -78,7 +84,7 @@ def get_user(user_id: str) -> Response:
 @api.post("/api/v1/login")
 def login() -> tuple[Response, int, dict[str, str]]:
     command = json_body(Login)
-    token = users().login(command.username, command.password)
+    token = logins().login(command.username, command.password)
     body = {"accessToken": token.access_token, "tokenType": "Bearer", "expiresIn": token.expires_in}
     return jsonify(body), 200, {"Cache-Control": "no-store"}
 

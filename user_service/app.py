@@ -11,6 +11,8 @@ from common.db import Database
 from common.errors import Unauthorized
 from common.web import create_base_app
 from user_service.api import api
+from user_service.login import LoginService
+from user_service.passwords import Passwords
 from user_service.service import UserService
 from user_service.settings import UserSettings
 from user_service.tokens import TokenSigner
@@ -38,7 +40,9 @@ def create_app(settings: UserSettings | None = None) -> Flask:
         settings, package="user_service", readiness_checks={"user database": db.ping}
     )
     install_token_verifier(app, TokenVerifier(_OwnKey(signer), issuer=settings.jwt_issuer))
-    app.extensions["user_service"] = UserService(db, settings, signer)
+    passwords = Passwords(settings)
+    app.extensions["user_service"] = UserService(db, passwords)
+    app.extensions["login_service"] = LoginService(db, settings, passwords, signer)
     app.extensions["token_signer"] = signer
     app.extensions["database"] = db
     app.register_blueprint(api)

@@ -9,9 +9,10 @@ import click
 from common.cli import service_cli
 from common.db import Database
 from user_service.app import MIGRATIONS_DIR
+from user_service.passwords import Passwords
 from user_service.service import UserService
 from user_service.settings import UserSettings
-from user_service.tokens import TokenSigner, write_private_key
+from user_service.tokens import write_private_key
 
 
 def _ensure_configured_accounts() -> None:
@@ -55,5 +56,4 @@ def generate_key(path: Path) -> None:
 
 
 def _service(settings: UserSettings) -> UserService:
-    signer = TokenSigner.from_settings(settings)
-    return UserService(Database.from_url(settings.database_url), settings, signer)
+    return UserService(Database.from_url(settings.database_url), Passwords(settings))

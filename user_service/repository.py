@@ -1,4 +1,4 @@
-"""The user database: tables and every SQL statement the service runs."""
+"""The users table and its SQL (the login throttle's lives in login_repository)."""
 
 from __future__ import annotations
 
@@ -26,17 +26,6 @@ users = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
-)
-
-# One row per failed login. Counting rows in a window is race-free across workers and
-# replicas without any upsert, and old rows are pruned as new ones arrive.
-login_failures = sa.Table(
-    "login_failures",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("login_key", sa.String(254), nullable=False),
-    sa.Column("failed_at", UtcDateTime(), nullable=False),
-    sa.Index("ix_login_failures_key_time", "login_key", "failed_at"),
 )
 
 
@@ -110,25 +99,3 @@ _USER_COLUMNS = (
     users.c.created_at,
     users.c.updated_at,
 )
-
-
-class LoginFailureRepository:
-    def __init__(self, connection: Connection) -> None:
-        self._db = connection
-
-    def recent(self, key: str, since: datetime) -> list[datetime]:
-        rows = self._db.execute(
-            sa.select(login_failures.c.failed_at)
-            .where(login_failures.c.login_key == key, login_failures.c.failed_at > since)
-            .order_by(login_failures.c.failed_at)
-        )
-        return [row.failed_at for row in rows]
-
-    def record(self, key: str, at: datetime) -> None:
-        self._db.execute(login_failures.insert().values(login_key=key, failed_at=at))
-
-    def forget(self, key: str, *, before: datetime | None = None) -> None:
-        condition = login_failures.c.login_key == key
-        if before is not None:
-            condition = sa.and_(condition, login_failures.c.failed_at <= before)
-        self._db.execute(login_failures.delete().where(condition))

@@ -1,59 +1,27 @@
-"""User use cases: register, look up, log in (rate limited), and ensure configured accounts."""
+"""User use cases: register, look up, and ensure configured accounts (logging in: login.py)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 
 from common.auth import ADMIN, CUSTOMER, SERVICE, Principal
 from common.db import Database, utcnow
-from common.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
+from common.errors import Conflict, Forbidden, NotFound
 from common.ids import new_id
-from user_service.repository import LoginFailureRepository, User, UserRepository, login_key
-from user_service.settings import UserSettings
-from user_service.tokens import TokenSigner
+from user_service.passwords import Passwords
+from user_service.repository import User, UserRepository
 
 Clock = Callable[[], datetime]
-INVALID_CREDENTIALS = "Invalid username or password."
-
-
-@dataclass(frozen=True)
-class IssuedToken:
-    access_token: str
-    expires_in: int
-
-
-def password_hasher(settings: UserSettings) -> PasswordHasher:
-    return PasswordHasher(
-        time_cost=settings.argon2_time_cost,
-        memory_cost=settings.argon2_memory_kib,
-        parallelism=settings.argon2_parallelism,
-        type=Type.ID,
-    )
 
 
 class UserService:
-    def __init__(
-        self,
-        db: Database,
-        settings: UserSettings,
-        signer: TokenSigner,
-        *,
-        clock: Clock = utcnow,
-    ) -> None:
+    def __init__(self, db: Database, passwords: Passwords, *, clock: Clock = utcnow) -> None:
         self._db = db
-        self._settings = settings
-        self._signer = signer
-        self._hasher = password_hasher(settings)
+        self._passwords = passwords
         self._clock = clock
-        # Unknown usernames are checked against this, so they cost as much as a wrong password.
-        self._decoy_hash = self._hasher.hash(new_id())
 
     def register(self, username: str, email: str, password: str) -> User:
         return self._create(username, email, password, CUSTOMER)
@@ -66,28 +34,6 @@ class UserService:
         if user is None:
             raise NotFound("No such user.")
         return user
-
-    def login(self, identifier: str, password: str) -> IssuedToken:
-        key, now = login_key(identifier), self._clock()
-        window_start = now - timedelta(seconds=self._settings.login_failure_window_s)
-        with self._db.transaction() as connection:
-            failures = LoginFailureRepository(connection).recent(key, window_start)
-            user = UserRepository(connection).by_login(identifier)
-        self._refuse_if_locked_out(failures, now)
-        # Hashing is slow on purpose; no transaction is held open across it.
-        verified = self._verify(user.password_hash if user else self._decoy_hash, password)
-        with self._db.transaction() as connection:
-            failures_repo = LoginFailureRepository(connection)
-            if user is None or not verified:
-                failures_repo.record(key, now)
-                failures_repo.forget(key, before=window_start)
-            else:
-                failures_repo.forget(key)
-                self._upgrade_hash_if_stale(UserRepository(connection), user, password, now)
-        if user is None or not verified:
-            raise Unauthorized(INVALID_CREDENTIALS)
-        token = self._signer.issue(subject=user.id, role=user.role, now=now)
-        return IssuedToken(access_token=token, expires_in=self._signer.ttl_s)
 
     def ensure_account(self, username: str, password: str, role: str) -> User:
         """Create the account, or bring an existing one's password and role in line."""
@@ -106,11 +52,11 @@ class UserService:
                     existing = UserRepository(connection).by_username(username)
                 if existing is None:
                     raise
-        if existing.role != role or not self._verify(existing.password_hash, password):
+        if existing.role != role or not self._passwords.verify(existing.password_hash, password):
             with self._db.transaction() as connection:
                 UserRepository(connection).update_credentials(
                     existing.id,
-                    password_hash=self._hasher.hash(password),
+                    password_hash=self._passwords.hash(password),
                     role=role,
                     now=self._clock(),
                 )
@@ -118,7 +64,7 @@ class UserService:
 
     def _create(self, username: str, email: str, password: str, role: str) -> User:
         now = self._clock()
-        user = User(new_id(), username, email, self._hasher.hash(password), role, now, now)
+        user = User(new_id(), username, email, self._passwords.hash(password), role, now, now)
         try:
             with self._db.transaction() as connection:
                 users = UserRepository(connection)
@@ -137,28 +83,3 @@ class UserService:
             raise Conflict("The username is already taken.", extra={"field": "username"})
         if users.by_email(email) is not None:
             raise Conflict("The email is already registered.", extra={"field": "email"})
-
-    def _refuse_if_locked_out(self, failures: list[datetime], now: datetime) -> None:
-        limit = self._settings.login_max_failures
-        if len(failures) < limit:
-            return
-        # Logins reopen when the oldest of the last `limit` failures leaves the window.
-        reopens_at = failures[-limit] + timedelta(seconds=self._settings.login_failure_window_s)
-        raise TooManyRequests(
-            "Too many failed logins; try again later.",
-            retry_after_s=math.ceil((reopens_at - now).total_seconds()),
-        )
-
-    def _verify(self, password_hash: str, password: str) -> bool:
-        try:
-            return bool(self._hasher.verify(password_hash, password))
-        except (VerificationError, InvalidHashError):
-            return False
-
-    def _upgrade_hash_if_stale(
-        self, users: UserRepository, user: User, password: str, now: datetime
-    ) -> None:
-        if self._hasher.check_needs_rehash(user.password_hash):
-            users.update_credentials(
-                user.id, password_hash=self._hasher.hash(password), role=user.role, now=now
-            )
