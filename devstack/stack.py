@@ -48,6 +48,9 @@ class ServiceSpec:
 
 
 SERVICES = [
+    # 2 workers x 8 threads; each worker hashes at most ARGON2_MAX_CONCURRENT_HASHES (2) plus
+    # ARGON2_RESERVED_HASHES (1) passwords at once, 64 MiB each: 384 MiB of hashing at most,
+    # the same as compose and k8s (they run the same defaults).
     ServiceSpec("user_service", 8082, "USER_DATABASE_URL"),
     ServiceSpec("product_service", 8081, "PRODUCT_DATABASE_URL", gunicorn_threads=4),
     # One gevent worker: every order in flight then shares the reservation batches and group

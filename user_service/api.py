@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from flask import Blueprint, Response, current_app, jsonify, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from common.auth import ADMIN, CUSTOMER, SERVICE, current_principal, require_roles
@@ -84,7 +84,7 @@ def get_user(user_id: str) -> Response:
 @api.post("/api/v1/login")
 def login() -> tuple[Response, int, dict[str, str]]:
     command = json_body(Login)
-    token = logins().login(command.username, command.password)
+    token = logins().login(command.username, command.password, request.remote_addr)
     body = {"accessToken": token.access_token, "tokenType": "Bearer", "expiresIn": token.expires_in}
     return jsonify(body), 200, {"Cache-Control": "no-store"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common.auth import TokenVerifier, install_token_verifier
 from common.db import Database
@@ -43,7 +44,12 @@ def create_app(settings: UserSettings | None = None) -> Flask:
     passwords = Passwords(settings)
     app.extensions["user_service"] = UserService(db, passwords)
     app.extensions["login_service"] = LoginService(db, settings, passwords, signer)
+    app.extensions["passwords"] = passwords
     app.extensions["token_signer"] = signer
     app.extensions["database"] = db
     app.register_blueprint(api)
+    if settings.trusted_proxy_hops:
+        # The client address (what admin and service logins are throttled by) is then the
+        # one the nearest trusted proxy saw, never what the client wrote in front of it.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops)  # type: ignore[method-assign]
     return app

@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from common.cli import service_cli
-from common.db import Database
+from common.db import Database, utcnow
 from user_service.app import MIGRATIONS_DIR
+from user_service.login import LoginThrottle
 from user_service.passwords import Passwords
 from user_service.service import UserService
 from user_service.settings import UserSettings
@@ -45,6 +46,16 @@ def create_user(username: str, password: str, role: str) -> None:
     """Create (or reset the password and role of) an account."""
     user = _service(UserSettings()).ensure_account(username, password, role)
     click.echo(f"user_service: {role} account {username!r} ready ({user.id})")
+
+
+@cli.command("prune-login-throttles")
+def prune_login_throttles() -> None:
+    """Delete every login throttle whose window has ended. Logins already prune a few as
+    they open new windows; this clears a backlog at once (e.g. from a cron job)."""
+    settings = UserSettings()
+    throttle = LoginThrottle(Database.from_url(settings.database_url), settings)
+    deleted = throttle.prune_all(utcnow())
+    click.echo(f"user_service: deleted {deleted} expired login throttles")
 
 
 @cli.command("generate-key")

@@ -53,12 +53,10 @@ class UserService:
                 if existing is None:
                     raise
         if existing.role != role or not self._passwords.verify(existing.password_hash, password):
+            password_hash = self._passwords.hash(password)  # before the transaction: it is slow
             with self._db.transaction() as connection:
                 UserRepository(connection).update_credentials(
-                    existing.id,
-                    password_hash=self._passwords.hash(password),
-                    role=role,
-                    now=self._clock(),
+                    existing.id, password_hash=password_hash, role=role, now=self._clock()
                 )
         return existing
 

@@ -17,13 +17,29 @@ class UserSettings(CommonSettings):
     jwt_private_key: str | None = None
     jwt_private_key_file: Path | None = None
     access_token_ttl_s: int = Field(default=900, ge=60, le=86_400)
-    # Failed logins per username (or email) within the window before further tries get 429.
+    # Login attempts per account (per account and client address for admin and service
+    # accounts) within the window; further tries get 429 until the window ends.
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_s: int = Field(default=900, ge=1)
     # argon2id cost; the defaults are argon2-cffi's (RFC 9106 "low memory" profile).
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65_536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # Each hash holds argon2_memory_kib while it runs: at most this many run at once in one
+    # process, whatever its threads (plus the reserved turns below), so a process's hashing
+    # memory is bounded: (2 + 1) x 64 MiB by default. A request waits this long for a turn,
+    # then gets 503.
+    argon2_max_concurrent_hashes: int = Field(default=2, ge=1)
+    # And this many more, only for logins to admin and service accounts: a flood of logins
+    # for random usernames (or of sign-ups) takes every other turn, never these, so the order
+    # service still logs in. Those accounts' logins are throttled per client address.
+    argon2_reserved_hashes: int = Field(default=1, ge=1)
+    argon2_hash_wait_s: float = Field(default=1.0, gt=0, le=10)
+    # How many proxies in front of the service append to X-Forwarded-For (an ingress: 1).
+    # 0 trusts no header: the client's address is the connection's, which a client cannot
+    # choose. Set it only when every request comes through that many proxies, or clients
+    # choose the address they are throttled by.
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
     admin_username: str | None = None
     admin_password: str | None = None
     service_username: str | None = None

@@ -1,0 +1,192 @@
+"""Failed logins are counted atomically per account, and no anonymous client can lock out an
+admin or service account: those are throttled per client address (shared/API.md)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from common.db import Database
+from common.errors import Unauthorized
+from common.migrations import upgrade_to_head
+from tests.integration.users.conftest import user_settings
+from tests.integration.users.test_user_api import assert_problem, login, register, unique
+from user_service.app import MIGRATIONS_DIR
+from user_service.cli import cli
+from user_service.login import PRUNE_PER_NEW_WINDOW, LoginService
+from user_service.login_repository import login_throttles
+from user_service.passwords import Passwords
+from user_service.tokens import TokenSigner
+
+ATTACKER = {"REMOTE_ADDR": "203.0.113.7"}
+ORDER_SERVICE_POD = {"REMOTE_ADDR": "10.1.2.3"}
+
+
+def login_from(client, environ: dict[str, str], username: str, password: str = "s3cret-pass", **kw):
+    return client.post(
+        "/api/v1/login",
+        json={"username": username, "password": password},
+        environ_base=environ,
+        **kw,
+    )
+
+
+def test_parallel_wrong_logins_verify_no_more_guesses_than_the_limit(make_user_app):
+    # A hash slow enough (a few ms) that the guesses overlap, as the ~100 ms production one does.
+    app = make_user_app(argon2_time_cost=2, argon2_memory_kib=8192)
+    username = unique()
+    register(app.test_client(), username)
+    guesses = 32
+    barrier = threading.Barrier(guesses)
+    statuses: list[int] = []
+
+    def guess(number: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(login(client, username, f"wrong-{number}").status_code)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(guesses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # login_max_failures is 3 in these tests: three guesses were checked, the rest refused.
+    assert sorted(statuses) == [401] * 3 + [429] * (guesses - 3)
+
+
+def test_username_and_email_are_one_account(client):
+    username = unique()
+    register(client, username)
+    assert login(client, username, "wrong-1").status_code == 401
+    assert login(client, f"{username}@example.com", "wrong-2").status_code == 401
+    assert login(client, username.upper(), "wrong-3").status_code == 401
+    assert_problem(login(client, f"{username}@EXAMPLE.com"), 429)
+    assert_problem(login(client, username), 429)
+
+
+@pytest.mark.parametrize("role", ["service", "admin"])
+def test_anonymous_guesses_never_lock_out_a_service_or_admin_account(user_app, role):
+    client = user_app.test_client()
+    username = unique(role)
+    user_app.extensions["user_service"].ensure_account(username, "s3cret-pass", role)
+    for _ in range(3):
+        assert login_from(client, ATTACKER, username, "guess-guess").status_code == 401
+    # The attacker's address is throttled, under either name of the account...
+    assert_problem(login_from(client, ATTACKER, username, "guess-guess"), 429)
+    assert_problem(login_from(client, ATTACKER, username), 429)
+    assert_problem(login_from(client, ATTACKER, f"{username}@accounts.shop.invalid"), 429)
+    # ...and naming another address in a header it sends changes nothing (no trusted proxy)...
+    spoofed = login_from(client, ATTACKER, username, headers={"X-Forwarded-For": "10.1.2.3"})
+    assert_problem(spoofed, 429)
+    # ...while the account itself logs in from its own address as often as it needs.
+    for _ in range(5):
+        assert login_from(client, ORDER_SERVICE_POD, username).status_code == 200
+
+
+def test_an_ipv6_client_is_throttled_by_its_64_prefix(user_app):
+    """One IPv6 host is handed a whole /64: counting single addresses would give it 2^64 tries."""
+    client = user_app.test_client()
+    username = unique("svc")
+    user_app.extensions["user_service"].ensure_account(username, "s3cret-pass", "service")
+    for host in ("2001:db8::1", "2001:db8::2", "2001:db8::ffff:3"):
+        assert login_from(client, {"REMOTE_ADDR": host}, username, "guess").status_code == 401
+    assert_problem(login_from(client, {"REMOTE_ADDR": "2001:db8::4"}, username), 429)
+    assert login_from(client, {"REMOTE_ADDR": "2001:db8:0:1::4"}, username).status_code == 200
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_counts(make_user_app):
+    app = make_user_app(trusted_proxy_hops=1)
+    client = app.test_client()
+    username = unique("svc")
+    app.extensions["user_service"].ensure_account(username, "s3cret-pass", "service")
+    ingress = {"REMOTE_ADDR": "10.0.0.1"}
+    attacker = {"X-Forwarded-For": "198.51.100.9"}
+    for _ in range(3):
+        login_from(client, ingress, username, "guess", headers=attacker)
+    assert_problem(login_from(client, ingress, username, headers=attacker), 429)
+    # The proxy appends the address it saw; what the client wrote in front is not trusted.
+    forged = {"X-Forwarded-For": "10.1.2.3, 198.51.100.9"}
+    assert_problem(login_from(client, ingress, username, headers=forged), 429)
+    pod = {"X-Forwarded-For": "10.1.2.3"}
+    assert login_from(client, ingress, username, headers=pod).status_code == 200
+
+
+def test_a_customer_account_is_still_locked_whatever_the_address(client):
+    username = unique()
+    register(client, username)
+    for number in range(3):
+        environ = {"REMOTE_ADDR": f"198.51.100.{number}"}
+        assert login_from(client, environ, username, "wrong").status_code == 401
+    assert_problem(login_from(client, {"REMOTE_ADDR": "198.51.100.99"}, username), 429)
+
+
+class TestPruning:
+    """Random usernames each open a throttle: expired ones must not pile up without end."""
+
+    START = datetime(2026, 1, 1, tzinfo=UTC)
+
+    @pytest.fixture
+    def fresh(self, databases):
+        url = databases.create("throttles")
+        upgrade_to_head(url, MIGRATIONS_DIR)
+        settings = user_settings(url)  # a 60 s window, 3 attempts
+        db = Database.from_url(url)
+        clock = [self.START]
+        service = LoginService(
+            db,
+            settings,
+            Passwords(settings),
+            TokenSigner.from_settings(settings),
+            clock=lambda: clock[0],
+        )
+        yield url, db, service, clock
+        db.dispose()
+
+    @staticmethod
+    def fail_with_new_names(service: LoginService, count: int) -> None:
+        for _ in range(count):
+            with pytest.raises(Unauthorized):
+                service.login(unique(), "guess-guess", "203.0.113.7")
+
+    @staticmethod
+    def rows(db: Database) -> int:
+        with db.transaction() as connection:
+            return connection.execute(
+                sa.select(sa.func.count()).select_from(login_throttles)
+            ).scalar_one()
+
+    def test_each_new_window_deletes_a_batch_of_expired_ones(self, fresh):
+        _url, db, service, clock = fresh
+        self.fail_with_new_names(service, 25)
+        assert self.rows(db) == 25  # all still open: none may go
+        clock[0] += timedelta(seconds=61)
+        self.fail_with_new_names(service, 1)
+        assert self.rows(db) == 25 - PRUNE_PER_NEW_WINDOW + 1
+        self.fail_with_new_names(service, 2)
+        assert self.rows(db) == 3  # the backlog is gone; the three open windows stay
+
+    def test_an_endless_stream_of_new_names_keeps_the_table_bounded(self, fresh):
+        _url, db, service, clock = fresh
+        sizes = []
+        for _ in range(4):
+            self.fail_with_new_names(service, 20)
+            sizes.append(self.rows(db))
+            clock[0] += timedelta(seconds=61)
+        # Each window's first two names clear the last window's 20: only the open ones stay.
+        assert sizes == [20, 20, 20, 20]
+
+    def test_the_cli_deletes_every_expired_throttle(self, fresh, monkeypatch):
+        url, db, service, clock = fresh
+        clock[0] = datetime.now(UTC) - timedelta(days=1)
+        self.fail_with_new_names(service, 30)
+        clock[0] = datetime.now(UTC)
+        self.fail_with_new_names(service, 1)  # prunes a batch, and stays: its window is open
+        monkeypatch.setenv("USER_DATABASE_URL", url)
+        result = CliRunner().invoke(cli, ["prune-login-throttles"])
+        assert result.exit_code == 0, result.output
+        assert f"deleted {30 - PRUNE_PER_NEW_WINDOW} expired" in result.output
+        assert self.rows(db) == 1
