@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from common.auth import ADMIN, CUSTOMER, SERVICE, current_principal, require_roles
 from common.db import isoformat
@@ -14,7 +14,7 @@ from common.ids import is_canonical_uuid
 from common.inputs import json_body
 from user_service.login import LoginService
 from user_service.repository import User
-from user_service.service import UserService
+from user_service.service import CONFIGURED_ACCOUNTS_DOMAIN, UserService, is_reserved_email
 
 api = Blueprint("users", __name__)
 
@@ -26,7 +26,18 @@ EMAIL_PATTERN = (
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 )
-Email = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254)]
+
+
+def _not_reserved(email: str) -> str:
+    if is_reserved_email(email):
+        raise ValueError(f"addresses at {CONFIGURED_ACCOUNTS_DOMAIN} are the shop's own")
+    return email
+
+
+# Every endpoint that sets an email uses this type, so none can take a configured account's.
+Email = Annotated[
+    str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254), AfterValidator(_not_reserved)
+]
 
 
 class RegisterUser(BaseModel):

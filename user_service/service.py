@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 
 from common.auth import ADMIN, CUSTOMER, SERVICE, Principal
@@ -14,7 +15,17 @@ from common.ids import new_id
 from user_service.passwords import Passwords
 from user_service.repository import User, UserRepository
 
+log = structlog.get_logger(__name__)
+
 Clock = Callable[[], datetime]
+# Configured (admin and service) accounts get a placeholder address here; public sign-up may
+# not take one (.invalid never resolves, RFC 2606), so it can never block creating them.
+CONFIGURED_ACCOUNTS_DOMAIN = "accounts.shop.invalid"
+
+
+def is_reserved_email(email: str) -> bool:
+    domain = email.rpartition("@")[2].lower()
+    return domain == CONFIGURED_ACCOUNTS_DOMAIN or domain.endswith(f".{CONFIGURED_ACCOUNTS_DOMAIN}")
 
 
 class UserService:
@@ -43,9 +54,8 @@ class UserService:
             existing = UserRepository(connection).by_username(username)
         if existing is None:
             try:
-                return self._create(
-                    username, f"{username.lower()}@accounts.shop.invalid", password, role
-                )
+                email = self._configured_account_email(username)
+                return self._create(username, email, password, role)
             except Conflict:
                 # Replicas starting together each ensure the same account; one creates it.
                 with self._db.transaction() as connection:
@@ -59,6 +69,19 @@ class UserService:
                     existing.id, password_hash=password_hash, role=role, now=self._clock()
                 )
         return existing
+
+    def _configured_account_email(self, username: str) -> str:
+        """`<name>@accounts.shop.invalid`, or a variant of it if another account already holds
+        that (one that signed up before the domain was reserved). That account keeps it: it is
+        the holder's address as far as the shop knows, and nobody ever mails a placeholder,
+        while refusing here would stop `prestart`, and so every pod, until someone intervened."""
+        email = f"{username.lower()}@{CONFIGURED_ACCOUNTS_DOMAIN}"
+        with self._db.transaction() as connection:
+            holder = UserRepository(connection).by_email(email)
+        if holder is None:
+            return email
+        log.warning("configured_account_email_taken", username=username, holder=holder.id)
+        return f"{username.lower()}+{new_id()[:8]}@{CONFIGURED_ACCOUNTS_DOMAIN}"
 
     def _create(self, username: str, email: str, password: str, role: str) -> User:
         now = self._clock()
