@@ -30,8 +30,9 @@ def _config_literals() -> dict[str, str]:
 
 
 def _bytes(quantity: str) -> int:
-    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity).groups()
-    return int(number) * UNITS[unit]
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
+    assert match, f"unexpected quantity {quantity!r}"
+    return int(match[1]) * UNITS[match[2]]
 
 
 def test_the_memory_limit_holds_every_hash_the_pod_may_run_at_once():

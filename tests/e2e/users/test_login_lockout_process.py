@@ -14,9 +14,8 @@ ORDER_SERVICE = "127.0.0.1"
 
 
 def login_from(source: str, base_url: str, username: str, password: str, **headers: str) -> int:
-    address = urlsplit(base_url)
     connection = http.client.HTTPConnection(
-        address.hostname, address.port, timeout=10, source_address=(source, 0)
+        urlsplit(base_url).netloc, timeout=10, source_address=(source, 0)
     )
     try:
         connection.request(

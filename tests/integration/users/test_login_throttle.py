@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from common.db import Database
-from common.errors import Unauthorized
+from common.errors import TooManyRequests, Unauthorized
 from common.migrations import upgrade_to_head
 from tests.integration.users.conftest import user_settings
 from tests.integration.users.test_user_api import assert_problem, login, register, unique
@@ -124,8 +124,9 @@ def test_a_customer_account_is_still_locked_whatever_the_address(client):
     assert_problem(login_from(client, {"REMOTE_ADDR": "198.51.100.99"}, username), 429)
 
 
-class TestPruning:
-    """Random usernames each open a throttle: expired ones must not pile up without end."""
+class TestWindows:
+    """On a clock of the test's own: a window ends and the count starts again, and expired
+    throttles (each random username opens one) do not pile up without end."""
 
     START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -158,6 +159,22 @@ class TestPruning:
             return connection.execute(
                 sa.select(sa.func.count()).select_from(login_throttles)
             ).scalar_one()
+
+    def test_a_lock_out_ends_with_its_window_and_the_count_starts_again(self, fresh):
+        _url, _db, service, clock = fresh
+        name = unique()
+        for _ in range(3):
+            with pytest.raises(Unauthorized):
+                service.login(name, "guess-guess", None)
+        with pytest.raises(TooManyRequests) as locked:
+            service.login(name, "guess-guess", None)
+        assert locked.value.headers["Retry-After"] == "60"
+        clock[0] += timedelta(seconds=60)  # the window has ended: a new one opens at 1
+        for _ in range(3):
+            with pytest.raises(Unauthorized):
+                service.login(name, "guess-guess", None)
+        with pytest.raises(TooManyRequests):
+            service.login(name, "guess-guess", None)
 
     def test_each_new_window_deletes_a_batch_of_expired_ones(self, fresh):
         _url, db, service, clock = fresh
