@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
@@ -51,3 +51,18 @@ def user_app(make_user_app) -> Flask:
 @pytest.fixture
 def client(user_app: Flask) -> FlaskClient:
     return user_app.test_client()
+
+
+@pytest.fixture
+def own_user_app(make_user_app) -> Iterator[Callable[..., Flask]]:
+    """make_user_app, whose apps' pooled connections close when the test ends (the MySQL
+    server is shared by every test process, and its connections are finite)."""
+    made: list[Flask] = []
+
+    def make(**overrides: object) -> Flask:
+        made.append(make_user_app(**overrides))
+        return made[-1]
+
+    yield make
+    for app in made:
+        app.extensions["database"].dispose()

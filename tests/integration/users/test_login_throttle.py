@@ -35,9 +35,9 @@ def login_from(client, environ: dict[str, str], username: str, password: str = "
     )
 
 
-def test_parallel_wrong_logins_verify_no_more_guesses_than_the_limit(make_user_app):
+def test_parallel_wrong_logins_verify_no_more_guesses_than_the_limit(own_user_app):
     # A hash slow enough (a few ms) that the guesses overlap, as the ~100 ms production one does.
-    app = make_user_app(argon2_time_cost=2, argon2_memory_kib=8192)
+    app = own_user_app(argon2_time_cost=2, argon2_memory_kib=8192)
     username = unique()
     register(app.test_client(), username)
     guesses = 32
@@ -98,8 +98,8 @@ def test_an_ipv6_client_is_throttled_by_its_64_prefix(user_app):
     assert login_from(client, {"REMOTE_ADDR": "2001:db8:0:1::4"}, username).status_code == 200
 
 
-def test_behind_a_trusted_proxy_the_forwarded_address_counts(make_user_app):
-    app = make_user_app(trusted_proxy_hops=1)
+def test_behind_a_trusted_proxy_the_forwarded_address_counts(own_user_app):
+    app = own_user_app(trusted_proxy_hops=1)
     client = app.test_client()
     username = unique("svc")
     app.extensions["user_service"].ensure_account(username, "s3cret-pass", "service")

@@ -9,8 +9,8 @@ import time
 from tests.integration.users.test_user_api import assert_problem, login, register, unique
 
 
-def test_login_and_sign_up_are_503_while_every_hashing_turn_is_taken(make_user_app):
-    app = make_user_app(argon2_max_concurrent_hashes=1, argon2_hash_wait_s=0.2)
+def test_login_and_sign_up_are_503_while_every_hashing_turn_is_taken(own_user_app):
+    app = own_user_app(argon2_max_concurrent_hashes=1, argon2_hash_wait_s=0.2)
     client = app.test_client()
     username = unique()
     register(client, username)
@@ -32,10 +32,10 @@ def test_login_and_sign_up_are_503_while_every_hashing_turn_is_taken(make_user_a
     assert register(client, newcomer).status_code == 201, "the refused sign-up left nothing"
 
 
-def test_service_and_admin_logins_have_turns_of_their_own(make_user_app):
+def test_service_and_admin_logins_have_turns_of_their_own(own_user_app):
     """A flood of logins for random usernames takes every ordinary turn: the order service
     must still log in (shared/API.md: an attacker can never stop it)."""
-    app = make_user_app(argon2_max_concurrent_hashes=1, argon2_hash_wait_s=0.2)
+    app = own_user_app(argon2_max_concurrent_hashes=1, argon2_hash_wait_s=0.2)
     client = app.test_client()
     service_name, admin_name, customer = unique("svc"), unique("adm"), unique()
     app.extensions["user_service"].ensure_account(service_name, "s3cret-pass", "service")
@@ -48,8 +48,8 @@ def test_service_and_admin_logins_have_turns_of_their_own(make_user_app):
         assert_problem(login(client, unique()), 503)
 
 
-def test_no_more_hashes_run_at_once_than_the_setting(make_user_app):
-    app = make_user_app(argon2_max_concurrent_hashes=2, argon2_hash_wait_s=5)
+def test_no_more_hashes_run_at_once_than_the_setting(own_user_app):
+    app = own_user_app(argon2_max_concurrent_hashes=2, argon2_hash_wait_s=5)
     passwords = app.extensions["passwords"]
     running, most = 0, 0
     lock = threading.Lock()
