@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from flask import Blueprint, Response, current_app, jsonify, url_for
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from common.auth import ADMIN, CUSTOMER, SERVICE, current_principal, require_roles
 from common.db import isoformat
-from common.errors import NotFound
-from common.ids import is_canonical_uuid
 from common.inputs import json_body
+from user_service.closing import AccountClosing
+from user_service.phones import Phone
+from user_service.profile import AccountEdit, ProfileEditor
 from user_service.repository import User
 from user_service.service import UserService
 
@@ -34,6 +35,35 @@ class RegisterUser(BaseModel):
     username: Username
     email: Email
     password: Password
+    phone: Phone | None = None
+
+
+class UserPatch(BaseModel):
+    """Absent fields stay as they are; `phone: null` erases the phone."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    email: Email | None = None
+    phone: Phone | None = None
+    password: Password | None = None
+    # Bounded like a new password before argon2 ever sees it.
+    current_password: Password | None = Field(default=None, alias="currentPassword")
+
+    @field_validator("email", "password", "current_password", mode="before")
+    @classmethod
+    def _present_means_a_value(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+    def edit(self) -> AccountEdit:
+        return AccountEdit(
+            email=self.email,
+            phone=self.phone,
+            clear_phone="phone" in self.model_fields_set and self.phone is None,
+            password=self.password,
+            current_password=self.current_password,
+        )
 
 
 class Login(BaseModel):
@@ -48,11 +78,22 @@ def users() -> UserService:
     return service
 
 
+def profiles() -> ProfileEditor:
+    editor: ProfileEditor = current_app.extensions["profile_editor"]
+    return editor
+
+
+def closing() -> AccountClosing:
+    account_closing: AccountClosing = current_app.extensions["account_closing"]
+    return account_closing
+
+
 def user_json(user: User) -> dict[str, Any]:
     return {
         "id": user.id,
         "username": user.username,
         "email": user.email,
+        "phone": user.phone,
         "role": user.role,
         "createdAt": isoformat(user.created_at),
         "updatedAt": isoformat(user.updated_at),
@@ -62,17 +103,29 @@ def user_json(user: User) -> dict[str, Any]:
 @api.post("/api/v1/users")
 def register() -> tuple[Response, int, dict[str, str]]:
     command = json_body(RegisterUser)
-    user = users().register(command.username, command.email, command.password)
+    user = users().register(command.username, command.email, command.password, command.phone)
     location = url_for("users.get_user", user_id=user.id)
     return jsonify(user_json(user)), 201, {"Location": location}
 
 
-@api.get("/api/v1/users/<user_id>")
+@api.get("/api/v1/users/<id:user_id>")
 @require_roles(CUSTOMER, ADMIN, SERVICE)
 def get_user(user_id: str) -> Response:
-    if not is_canonical_uuid(user_id):
-        raise NotFound("No such user.")
     return jsonify(user_json(users().get_user(user_id, current_principal())))
+
+
+@api.patch("/api/v1/users/<id:user_id>")
+@require_roles(CUSTOMER, ADMIN)
+def update_user(user_id: str) -> Response:
+    edit = json_body(UserPatch).edit()
+    return jsonify(user_json(profiles().update_user(user_id, current_principal(), edit)))
+
+
+@api.delete("/api/v1/users/<id:user_id>")
+@require_roles(CUSTOMER, ADMIN)
+def close_account(user_id: str) -> tuple[str, int]:
+    closing().close_account(user_id, current_principal())
+    return "", 204
 
 
 @api.post("/api/v1/login")

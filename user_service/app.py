@@ -6,11 +6,15 @@ from pathlib import Path
 
 from flask import Flask
 
-from common.auth import TokenVerifier, install_token_verifier
+from common.auth import install_token_verifier
 from common.db import Database
 from common.errors import Unauthorized
 from common.web import create_base_app
+from user_service.address_api import address_api
+from user_service.addresses import AddressBook
 from user_service.api import api
+from user_service.closing import AccountClosing, OpenAccountTokenVerifier
+from user_service.profile import ProfileEditor
 from user_service.service import UserService
 from user_service.settings import UserSettings
 from user_service.tokens import TokenSigner
@@ -37,9 +41,15 @@ def create_app(settings: UserSettings | None = None) -> Flask:
     app = create_base_app(
         settings, package="user_service", readiness_checks={"user database": db.ping}
     )
-    install_token_verifier(app, TokenVerifier(_OwnKey(signer), issuer=settings.jwt_issuer))
+    install_token_verifier(
+        app, OpenAccountTokenVerifier(_OwnKey(signer), issuer=settings.jwt_issuer, db=db)
+    )
     app.extensions["user_service"] = UserService(db, settings, signer)
+    app.extensions["profile_editor"] = ProfileEditor(db, settings)
+    app.extensions["account_closing"] = AccountClosing(db)
+    app.extensions["address_book"] = AddressBook(db)
     app.extensions["token_signer"] = signer
     app.extensions["database"] = db
     app.register_blueprint(api)
+    app.register_blueprint(address_api)
     return app

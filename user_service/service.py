@@ -11,9 +11,9 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 
-from common.auth import ADMIN, CUSTOMER, SERVICE, Principal
+from common.auth import ADMIN, CUSTOMER, SERVICE, Principal, require_own_account
 from common.db import Database, utcnow
-from common.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
+from common.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from common.ids import new_id
 from user_service.repository import LoginFailureRepository, User, UserRepository, login_key
 from user_service.settings import UserSettings
@@ -38,6 +38,14 @@ def password_hasher(settings: UserSettings) -> PasswordHasher:
     )
 
 
+def password_matches(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
+    """Callers bound `password`'s length first: argon2 hashes whatever it is given."""
+    try:
+        return bool(hasher.verify(password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 class UserService:
     def __init__(
         self,
@@ -55,12 +63,11 @@ class UserService:
         # Unknown usernames are checked against this, so they cost as much as a wrong password.
         self._decoy_hash = self._hasher.hash(new_id())
 
-    def register(self, username: str, email: str, password: str) -> User:
-        return self._create(username, email, password, CUSTOMER)
+    def register(self, username: str, email: str, password: str, phone: str | None = None) -> User:
+        return self._create(username, email, password, CUSTOMER, phone)
 
     def get_user(self, user_id: str, principal: Principal) -> User:
-        if principal.role == CUSTOMER and principal.user_id != user_id:
-            raise Forbidden("Customers may only read their own account.")
+        require_own_account(principal, user_id)
         with self._db.transaction() as connection:
             user = UserRepository(connection).get(user_id)
         if user is None:
@@ -116,9 +123,11 @@ class UserService:
                 )
         return existing
 
-    def _create(self, username: str, email: str, password: str, role: str) -> User:
+    def _create(
+        self, username: str, email: str, password: str, role: str, phone: str | None = None
+    ) -> User:
         now = self._clock()
-        user = User(new_id(), username, email, self._hasher.hash(password), role, now, now)
+        user = User(new_id(), username, email, self._hasher.hash(password), role, now, now, phone)
         try:
             with self._db.transaction() as connection:
                 users = UserRepository(connection)
@@ -150,10 +159,7 @@ class UserService:
         )
 
     def _verify(self, password_hash: str, password: str) -> bool:
-        try:
-            return bool(self._hasher.verify(password_hash, password))
-        except (VerificationError, InvalidHashError):
-            return False
+        return password_matches(self._hasher, password_hash, password)
 
     def _upgrade_hash_if_stale(
         self, users: UserRepository, user: User, password: str, now: datetime
