@@ -20,6 +20,7 @@ api = Blueprint("users", __name__)
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,50}$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+CurrentPassword = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 # A dot-atom mailbox at a domain with a letter TLD: syntax only (deliverability is the mail
 # server's business), and exactly the pattern the OpenAPI document states.
 EMAIL_PATTERN = (
@@ -46,8 +47,8 @@ class UserPatch(BaseModel):
     email: Email | None = None
     phone: Phone | None = None
     password: Password | None = None
-    # Bounded like a new password before argon2 ever sees it.
-    current_password: Password | None = Field(default=None, alias="currentPassword")
+    # Bounded before argon2 ever sees it (no account's password is longer).
+    current_password: CurrentPassword | None = Field(default=None, alias="currentPassword")
 
     @field_validator("email", "password", "current_password", mode="before")
     @classmethod

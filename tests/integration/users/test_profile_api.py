@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import pytest
 
+from common.auth import Principal
+from common.db import utcnow
+from common.errors import Unauthorized
+from tests.integration.users.conftest import user_settings
 from tests.integration.users.test_user_api import (
     assert_problem,
     auth,
@@ -14,6 +19,9 @@ from tests.integration.users.test_user_api import (
     token_for,
     unique,
 )
+from user_service.profile import AccountEdit, ProfileEditor
+from user_service.repository import users
+from user_service.service import password_hasher
 
 PASSWORD = "s3cret-pass"
 
@@ -136,6 +144,24 @@ class TestPatchOwnAccount:
         assert [e["field"] for e in assert_problem(response, 422)["errors"]] == ["email"]
 
     @pytest.mark.parametrize(
+        "email",
+        [
+            "someone@example.com",
+            "someone@accounts.shop.invalid",
+            "no-at-sign.example.com",
+            "someone@localhost",
+            f"{'x' * 250}@example.com",
+        ],
+    )
+    def test_an_email_is_accepted_exactly_when_sign_up_accepts_it(self, client, account, email):
+        user_id, _, token = account
+        email = email.replace("someone", unique())
+        changed = patch(client, user_id, token, {"email": email, "currentPassword": PASSWORD})
+        # Each is new, so the sign-up answers 201 or 422 only on the email's merit.
+        signed_up = register(client, unique(), email=email.replace("@", "2@", 1))
+        assert (changed.status_code, signed_up.status_code) in {(200, 201), (422, 422)}
+
+    @pytest.mark.parametrize(
         ("body", "field"),
         [
             ({"role": "admin"}, "role"),
@@ -198,3 +224,35 @@ class TestPatchWhoMay:
         assert_problem(client.patch(f"/api/v1/users/{uuid.uuid4()}", json={}), 401)
         assert_problem(patch(client, str(uuid.uuid4()), admin_token, {"phone": None}), 404)
         assert_problem(patch(client, "not-a-uuid", admin_token, {"phone": None}), 404)
+
+
+class TestPasswordChangedMeanwhile:
+    def test_a_password_changed_after_verification_refuses_the_edit(
+        self, client, user_app, user_db_url
+    ):
+        """argon2 runs outside any transaction: the edit applies only while the password is
+        still the one that was verified."""
+        username = unique()
+        user_id = register(client, username).get_json()["id"]
+        db = user_app.extensions["database"]
+        settings = user_settings(user_db_url)
+        hasher = password_hasher(settings)
+
+        def password_changed_meanwhile() -> datetime:
+            # Another request changes the password between the check and the update.
+            with db.transaction() as connection:
+                connection.execute(
+                    users.update()
+                    .where(users.c.id == user_id)
+                    .values(password_hash=hasher.hash("changed-elsewhere"))
+                )
+            return utcnow()
+
+        editor = ProfileEditor(db, settings, clock=password_changed_meanwhile)
+        edit = AccountEdit(phone="+14155550123", current_password=PASSWORD)
+        with pytest.raises(Unauthorized):
+            editor.update_user(user_id, Principal(user_id, "customer"), edit)
+        token = login(client, username, "changed-elsewhere").get_json()["accessToken"]
+        assert (
+            client.get(f"/api/v1/users/{user_id}", headers=auth(token)).get_json()["phone"] is None
+        )
