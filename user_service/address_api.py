@@ -16,7 +16,7 @@ from pydantic import (
 
 from common.auth import ADMIN, CUSTOMER, SERVICE, current_principal, require_roles
 from common.db import isoformat
-from common.inputs import StorableText, json_body, query_params
+from common.inputs import StorableText, json_body, present_means_a_value, query_params
 from common.pagination import PageQuery, page_of
 from user_service.address_repository import MAX_LENGTHS, Address, AddressFields
 from user_service.addresses import AddressBook
@@ -45,7 +45,6 @@ Region = Annotated[StorableText, StringConstraints(min_length=1, max_length=MAX_
 PostalCode = Annotated[
     StorableText, StringConstraints(min_length=1, max_length=MAX_LENGTHS["postal_code"])
 ]
-# A field a PATCH may not clear (null): the ones every address has.
 _REQUIRED = ("recipient", "line1", "city", "postal_code", "country")
 
 
@@ -81,12 +80,8 @@ class AddressPatch(BaseModel):
     country: Country | None = None
     phone: Phone | None = None
 
-    @field_validator(*_REQUIRED, mode="before")
-    @classmethod
-    def _required_fields_stay(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("must not be null: every address has one")
-        return value
+    # Every address has these: a PATCH may change them, never clear them.
+    _present_means_a_value = field_validator(*_REQUIRED, mode="before")(present_means_a_value)
 
     def changes(self) -> dict[str, str | None]:
         return self.model_dump(include=self.model_fields_set)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from common.auth import ADMIN, CUSTOMER, SERVICE, current_principal, require_roles
 from common.db import isoformat
-from common.inputs import json_body
+from common.inputs import json_body, present_means_a_value
 from user_service.closing import AccountClosing
 from user_service.phones import Phone
 from user_service.profile import AccountEdit, ProfileEditor
@@ -50,12 +50,9 @@ class UserPatch(BaseModel):
     # Bounded before argon2 ever sees it (no account's password is longer).
     current_password: CurrentPassword | None = Field(default=None, alias="currentPassword")
 
-    @field_validator("email", "password", "current_password", mode="before")
-    @classmethod
-    def _present_means_a_value(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("must not be null")
-        return value
+    _present_means_a_value = field_validator(
+        "email", "password", "current_password", mode="before"
+    )(present_means_a_value)
 
     def edit(self) -> AccountEdit:
         return AccountEdit(

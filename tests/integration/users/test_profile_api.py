@@ -6,6 +6,8 @@ import uuid
 from datetime import datetime
 
 import pytest
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from common.auth import Principal
 from common.db import utcnow
@@ -26,7 +28,7 @@ from user_service.service import password_hasher
 PASSWORD = "s3cret-pass"
 
 
-def sign_up(client, **fields):
+def sign_up(client: FlaskClient, **fields: object) -> TestResponse:
     username = unique()
     body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
     return client.post("/api/v1/users", json={**body, **fields})
