@@ -135,6 +135,13 @@ def current_principal() -> Principal:
     return cast(Principal, principal)
 
 
+def require_own_account(principal: Principal, user_id: str) -> None:
+    """A customer acts on their own account only; an admin or a service, where the route lets
+    that role in at all, on anyone's."""
+    if principal.role == CUSTOMER and principal.user_id != user_id:
+        raise Forbidden("Customers may only act on their own account.")
+
+
 def require_roles(*roles: str) -> Callable[[F], F]:
     """Route decorator: 401 without a valid token, 403 when its role is not among `roles`."""
     allowed = frozenset(roles)

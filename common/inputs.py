@@ -76,6 +76,14 @@ def _json_integer(value: Any) -> Any:
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
+def present_means_a_value(value: Any) -> Any:
+    """For a PATCH model, as `field_validator(<fields>, mode="before")(present_means_a_value)`:
+    a field left out stays as it is, but null is no value for it."""
+    if value is None:
+        raise ValueError("must not be null")
+    return value
+
+
 def require_distinct(values: list[str], what: str) -> None:
     """For a model validator: the same product (or id) twice in one list is a client error."""
     if len(set(values)) != len(values):

@@ -12,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from common.auth import ADMIN, SERVICE, require_roles
 from common.errors import NotFound, Problem, Unprocessable, field_error, problem_of
 from common.ids import is_canonical_uuid
-from common.inputs import JsonInt, StorableText, json_body, query_params, require_distinct
+from common.inputs import (
+    JsonInt,
+    StorableText,
+    json_body,
+    present_means_a_value,
+    query_params,
+    require_distinct,
+)
 from common.money import MONEY_TEXT_PATTERN, MoneyInput, format_money, parse_money
 from common.pagination import PageQuery, page_of
 from product_service.repository import Product, ReservationLine, SearchFilter
@@ -63,13 +70,8 @@ class ProductPatch(BaseModel):
     price: MoneyInput | None = None
     stock: Stock | None = None
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _present_means_a_value(cls, value: object) -> object:
-        # Absent fields stay as they are; null is not a way to clear one.
-        if value is None:
-            raise ValueError("must not be null")
-        return value
+    # Absent fields stay as they are; null is not a way to clear one.
+    _present_means_a_value = field_validator("*", mode="before")(present_means_a_value)
 
     def changes(self) -> ProductChanges:
         return ProductChanges(self.name, self.description, self.price, self.stock)

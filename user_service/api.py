@@ -5,14 +5,22 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from common.auth import ADMIN, CUSTOMER, SERVICE, current_principal, require_roles
 from common.db import isoformat
-from common.errors import NotFound
-from common.ids import is_canonical_uuid
-from common.inputs import json_body
+from common.inputs import json_body, present_means_a_value
+from user_service.closing import AccountClosing
 from user_service.login import LoginService
+from user_service.phones import Phone
+from user_service.profile import AccountEdit, ProfileEditor
 from user_service.repository import User
 from user_service.service import CONFIGURED_ACCOUNTS_DOMAIN, UserService, is_reserved_email
 
@@ -20,6 +28,7 @@ api = Blueprint("users", __name__)
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,50}$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+CurrentPassword = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 # A dot-atom mailbox at a domain with a letter TLD: syntax only (deliverability is the mail
 # server's business), and exactly the pattern the OpenAPI document states.
 EMAIL_PATTERN = (
@@ -46,6 +55,32 @@ class RegisterUser(BaseModel):
     username: Username
     email: Email
     password: Password
+    phone: Phone | None = None
+
+
+class UserPatch(BaseModel):
+    """Absent fields stay as they are; `phone: null` erases the phone."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    email: Email | None = None
+    phone: Phone | None = None
+    password: Password | None = None
+    # Bounded before argon2 ever sees it (no account's password is longer).
+    current_password: CurrentPassword | None = Field(default=None, alias="currentPassword")
+
+    _present_means_a_value = field_validator(
+        "email", "password", "current_password", mode="before"
+    )(present_means_a_value)
+
+    def edit(self) -> AccountEdit:
+        return AccountEdit(
+            email=self.email,
+            phone=self.phone,
+            clear_phone="phone" in self.model_fields_set and self.phone is None,
+            password=self.password,
+            current_password=self.current_password,
+        )
 
 
 class Login(BaseModel):
@@ -65,11 +100,22 @@ def logins() -> LoginService:
     return service
 
 
+def profiles() -> ProfileEditor:
+    editor: ProfileEditor = current_app.extensions["profile_editor"]
+    return editor
+
+
+def closing() -> AccountClosing:
+    account_closing: AccountClosing = current_app.extensions["account_closing"]
+    return account_closing
+
+
 def user_json(user: User) -> dict[str, Any]:
     return {
         "id": user.id,
         "username": user.username,
         "email": user.email,
+        "phone": user.phone,
         "role": user.role,
         "createdAt": isoformat(user.created_at),
         "updatedAt": isoformat(user.updated_at),
@@ -79,17 +125,29 @@ def user_json(user: User) -> dict[str, Any]:
 @api.post("/api/v1/users")
 def register() -> tuple[Response, int, dict[str, str]]:
     command = json_body(RegisterUser)
-    user = users().register(command.username, command.email, command.password)
+    user = users().register(command.username, command.email, command.password, command.phone)
     location = url_for("users.get_user", user_id=user.id)
     return jsonify(user_json(user)), 201, {"Location": location}
 
 
-@api.get("/api/v1/users/<user_id>")
+@api.get("/api/v1/users/<id:user_id>")
 @require_roles(CUSTOMER, ADMIN, SERVICE)
 def get_user(user_id: str) -> Response:
-    if not is_canonical_uuid(user_id):
-        raise NotFound("No such user.")
     return jsonify(user_json(users().get_user(user_id, current_principal())))
+
+
+@api.patch("/api/v1/users/<id:user_id>")
+@require_roles(CUSTOMER, ADMIN)
+def update_user(user_id: str) -> Response:
+    edit = json_body(UserPatch).edit()
+    return jsonify(user_json(profiles().update_user(user_id, current_principal(), edit)))
+
+
+@api.delete("/api/v1/users/<id:user_id>")
+@require_roles(CUSTOMER, ADMIN)
+def close_account(user_id: str) -> tuple[str, int]:
+    closing().close_account(user_id, current_principal())
+    return "", 204
 
 
 @api.post("/api/v1/login")

@@ -8,9 +8,9 @@ from datetime import datetime
 import structlog
 from sqlalchemy.exc import IntegrityError
 
-from common.auth import ADMIN, CUSTOMER, SERVICE, Principal
+from common.auth import ADMIN, CUSTOMER, SERVICE, Principal, require_own_account
 from common.db import Database, utcnow
-from common.errors import Conflict, Forbidden, NotFound
+from common.errors import Conflict, NotFound
 from common.ids import new_id
 from user_service.passwords import Passwords
 from user_service.repository import User, UserRepository
@@ -34,12 +34,11 @@ class UserService:
         self._passwords = passwords
         self._clock = clock
 
-    def register(self, username: str, email: str, password: str) -> User:
-        return self._create(username, email, password, CUSTOMER)
+    def register(self, username: str, email: str, password: str, phone: str | None = None) -> User:
+        return self._create(username, email, password, CUSTOMER, phone)
 
     def get_user(self, user_id: str, principal: Principal) -> User:
-        if principal.role == CUSTOMER and principal.user_id != user_id:
-            raise Forbidden("Customers may only read their own account.")
+        require_own_account(principal, user_id)
         with self._db.transaction() as connection:
             user = UserRepository(connection).get(user_id)
         if user is None:
@@ -83,9 +82,12 @@ class UserService:
         log.warning("configured_account_email_taken", username=username, holder=holder.id)
         return f"{username.lower()}+{new_id()[:8]}@{CONFIGURED_ACCOUNTS_DOMAIN}"
 
-    def _create(self, username: str, email: str, password: str, role: str) -> User:
+    def _create(
+        self, username: str, email: str, password: str, role: str, phone: str | None = None
+    ) -> User:
         now = self._clock()
-        user = User(new_id(), username, email, self._passwords.hash(password), role, now, now)
+        password_hash = self._passwords.hash(password)
+        user = User(new_id(), username, email, password_hash, role, now, now, phone)
         try:
             with self._db.transaction() as connection:
                 users = UserRepository(connection)

@@ -61,8 +61,9 @@ class TestRegister:
         response = register(client, username)
         assert response.status_code == 201
         body = response.get_json()
-        assert set(body) == {"id", "username", "email", "role", "createdAt", "updatedAt"}
+        assert set(body) == {"id", "username", "email", "phone", "role", "createdAt", "updatedAt"}
         assert body["role"] == "customer"
+        assert body["phone"] is None
         assert str(uuid.UUID(body["id"])) == body["id"]
         assert uuid.UUID(body["id"]).version == 7
         assert body["createdAt"].endswith("Z")
