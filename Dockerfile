@@ -22,6 +22,9 @@ COPY deploy/requirements.txt deploy/requirements.txt
 RUN pip install --no-cache-dir -r deploy/requirements.txt
 COPY pyproject.toml ./
 COPY common common
+# shopctl too: `shopctl users show-admin`, `shopctl outbox status` and compose's
+# `shopctl secrets init` run inside the images.
+COPY shopctl shopctl
 COPY ${SERVICE} ${SERVICE}
 RUN pip install --no-cache-dir --no-deps .
 
@@ -38,8 +41,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=${PORT} \
     WEB_CONCURRENCY=${WEB_CONCURRENCY} \
     GUNICORN_WORKER_CLASS=${GUNICORN_WORKER_CLASS}
+# The mount points of compose's secrets volumes: a new named volume takes the owner and mode
+# of the directory it is mounted on, so `secrets-init`, running as 10001, can write there and
+# no one else can read.
 RUN groupadd --system --gid 10001 shop \
-    && useradd --system --uid 10001 --gid shop --no-create-home --shell /usr/sbin/nologin shop
+    && useradd --system --uid 10001 --gid shop --no-create-home --shell /usr/sbin/nologin shop \
+    && install -d -o shop -g shop -m 0700 \
+        /run/shop-secrets/user /run/shop-secrets/product /run/shop-secrets/order
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker/entrypoint.sh /usr/local/bin/shop-entrypoint
 WORKDIR /app
