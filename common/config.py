@@ -26,7 +26,7 @@ PASSWORD_MAX_LENGTH = 128
 # What example files and docs put where a password goes; a system started with one of these
 # would accept a password that anyone reading the repository knows.
 PLACEHOLDER_PREFIXES = ("change-me", "changeme", "change_me")
-PLACEHOLDERS = {"password", "secret", "admin", "test"}
+PLACEHOLDERS = {"password"}
 # A secret file is a password or a PEM key; anything larger is a wrong path.
 SECRET_FILE_MAX_BYTES = 64 * 1024
 
