@@ -19,11 +19,11 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from common.config import read_secret_file, refuse_unusable_password
+from common.config import InvalidConfiguration, read_secret_file, refuse_unusable_password
 
 SERVICES = ("user", "product", "order")
-SIGNING_KEY_VARIABLE = "JWT_PRIVATE_KEY"
 
 
 def new_password() -> str:
@@ -38,11 +38,25 @@ def new_signing_key() -> str:
     return generate_private_key_pem()
 
 
+def refuse_unusable_key(variable: str, pem: str) -> None:
+    """A key the user service could not sign with is refused here, before anything starts."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise InvalidConfiguration(f"{variable} is not an unencrypted PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
+        raise InvalidConfiguration(f"{variable} must be an RSA key of 2048 bits or more")
+
+
 @dataclass(frozen=True)
 class Secret:
     variable: str  # the environment (.env) variable that replaces it
     files: tuple[str, ...]  # where it is written, relative to the root; every copy the same
     generate: Callable[[], str] = new_password
+    check: Callable[[str, str], None] = refuse_unusable_password
 
 
 def compose_secrets() -> list[Secret]:
@@ -55,50 +69,62 @@ def compose_secrets() -> list[Secret]:
         *database,
         Secret("ADMIN_PASSWORD", ("user/admin_password",)),
         Secret("SERVICE_PASSWORD", ("user/service_password", "order/service_password")),
-        Secret(SIGNING_KEY_VARIABLE, ("user/jwt-private.pem",), new_signing_key),
+        Secret("JWT_PRIVATE_KEY", ("user/jwt-private.pem",), new_signing_key, refuse_unusable_key),
     ]
+
+
+Outcome = Literal["created", "replaced", "repaired", "kept"]
 
 
 @dataclass
 class InitReport:
     created: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # by a value from the environment
+    repaired: list[str] = field(default_factory=list)  # made owner-only again
     kept: list[str] = field(default_factory=list)
+
+    def add(self, outcome: Outcome, name: str) -> None:
+        getattr(self, outcome).append(name)
 
     def summary(self) -> str:
         return (
             f"{len(self.created)} created, {len(self.replaced)} replaced from the environment, "
-            f"{len(self.kept)} kept"
+            f"{len(self.repaired)} made owner-only again, {len(self.kept)} kept"
         )
 
 
 def init_secrets(root: Path, environ: Mapping[str, str]) -> InitReport:
     """Writes every secret that is missing or overridden; see the module's docstring."""
     report = InitReport()
+    overrides = {
+        s.variable: environ[s.variable] for s in compose_secrets() if environ.get(s.variable)
+    }
+    # Every override is checked before anything is written: a refused one changes nothing.
+    for secret in compose_secrets():
+        if secret.variable in overrides:
+            secret.check(secret.variable, overrides[secret.variable])
     for service in SERVICES:
         _private_directory(root / service)
     for secret in compose_secrets():
-        override = environ.get(secret.variable) or None
-        if override is not None and secret.variable != SIGNING_KEY_VARIABLE:
-            refuse_unusable_password(secret.variable, override)
         paths = [root / name for name in secret.files]
         existing = next((_read(path) for path in paths if path.exists()), None)
-        value = override or existing or secret.generate()
+        value = overrides.get(secret.variable) or existing or secret.generate()
         for path in paths:
-            name = str(path.relative_to(root))
-            if not path.exists():
-                report.created.append(name)
-            elif _read(path) != value:
-                report.replaced.append(name)
-            elif path.stat().st_mode & 0o777 != 0o600:
-                path.chmod(0o600)
-                report.replaced.append(name)
-                continue
-            else:
-                report.kept.append(name)
-                continue
-            _write_private(path, value)
+            report.add(_put(path, value), str(path.relative_to(root)))
     return report
+
+
+def _put(path: Path, value: str) -> Outcome:
+    if not path.exists():
+        _write_private(path, value)
+        return "created"
+    if _read(path) != value:
+        _write_private(path, value)
+        return "replaced"
+    if path.stat().st_mode & 0o777 != 0o600:
+        path.chmod(0o600)
+        return "repaired"
+    return "kept"
 
 
 def _private_directory(directory: Path) -> None:

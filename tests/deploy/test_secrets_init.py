@@ -71,7 +71,7 @@ def test_first_run_creates_every_secret_owner_only_and_the_second_changes_nothin
 
     second = _init(root)
     assert second.returncode == 0, second.stderr
-    assert "0 created, 0 replaced from the environment" in second.stdout
+    assert "0 created, 0 replaced from the environment, 0 made owner-only" in second.stdout
     assert _state(root) == state
 
 
@@ -99,11 +99,21 @@ def test_an_environment_value_replaces_its_secret_and_a_placeholder_is_refused(t
     assert {name: after[name] for name in unchanged} == {name: before[name] for name in unchanged}
 
 
+def test_a_signing_key_that_cannot_sign_is_refused(tmp_path):
+    root = tmp_path / "shop-secrets"
+    refused = _init(root, JWT_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----\nnot a key\n")
+    assert refused.returncode != 0
+    assert "JWT_PRIVATE_KEY is not an unencrypted PEM private key" in refused.stderr
+    assert not root.exists(), "a refused override writes nothing"
+
+
 def test_a_loosened_file_is_made_owner_only_again(tmp_path):
     root = tmp_path / "shop-secrets"
     assert _init(root).returncode == 0
     (root / "user" / "admin_password").chmod(0o644)
     (root / "order").chmod(0o755)
-    assert _init(root).returncode == 0
+    again = _init(root)
+    assert again.returncode == 0, again.stderr
+    assert "0 created, 0 replaced from the environment, 1 made owner-only again" in again.stdout
     assert stat.S_IMODE((root / "user" / "admin_password").stat().st_mode) == 0o600
     assert stat.S_IMODE((root / "order").stat().st_mode) == 0o700
