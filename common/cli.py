@@ -4,10 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from common.config import InvalidConfiguration
 from common.migrations import upgrade_to_head
+
+# sysexits' EX_CONFIG: the image's entrypoint does not retry a start that cannot succeed.
+EXIT_CONFIGURATION = 78
+
+
+class ConfigurationError(click.ClickException):
+    exit_code = EXIT_CONFIGURATION
+
+
+class ServiceGroup(click.Group):
+    """A refused setting ends the command with its one line (`Error: ADMIN_PASSWORD ...`),
+    not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InvalidConfiguration as exc:
+            raise ConfigurationError(str(exc)) from None
 
 
 def service_cli(
@@ -24,7 +44,9 @@ def service_cli(
         upgrade_to_head(database_url(), migrations_dir)
         click.echo(f"{service}: database at head")
 
-    @click.group(help=f"Operate the {service} (settings come from the environment).")
+    @click.group(
+        cls=ServiceGroup, help=f"Operate the {service} (settings come from the environment)."
+    )
     def cli() -> None:
         pass
 

@@ -17,6 +17,11 @@ from typing import Any
 
 import boto3
 
+# Shared with shopctl, which ships in the images without devstack.
+from shopctl.config import DEAD_LETTER_QUEUE_NAME as DEAD_LETTER_QUEUE_NAME
+from shopctl.config import LOCAL_CREDENTIALS as LOCAL_CREDENTIALS
+from shopctl.config import QUEUE_NAME as QUEUE_NAME
+
 LOCALSTACK_REQUIREMENTS = [
     "localstack-core[runtime]==4.4.0",
     "cbor2==5.6.5",
@@ -24,15 +29,8 @@ LOCALSTACK_REQUIREMENTS = [
     "cryptography==43.0.3",
     "service_identity<24.3",
 ]
-QUEUE_NAME = "order-events"
-DEAD_LETTER_QUEUE_NAME = "order-events-dlq"
 # A message that fails this many receives is parked in the DLQ instead of looping forever.
 MAX_RECEIVES_BEFORE_DLQ = 5
-LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 def ensure_localstack(venv: Path) -> Path:

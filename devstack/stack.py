@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from common.config import InvalidConfiguration, read_secret_file, refuse_unusable_password
 from devstack import logview, sqs
+from shopctl.config import CREDENTIALS_FILE, read_env_file
 
 VAR = Path("var")
 SQS_HOST, SQS_PORT = "127.0.0.1", 4566
@@ -74,8 +76,11 @@ def local_environment() -> dict[str, str]:
         env.setdefault(spec.database_env, f"sqlite:///{VAR / spec.name}.db")
     env.setdefault("JWT_PRIVATE_KEY_FILE", str(VAR / "jwt-private.pem"))
     env.setdefault("SQS_ENDPOINT_URL", f"http://{SQS_HOST}:{SQS_PORT}")
-    for key, value in {**sqs.LOCAL_CREDENTIALS, **_local_credentials()}.items():
+    for key, value in sqs.LOCAL_CREDENTIALS.items():
         env.setdefault(key, value)
+    for key, value in _local_accounts(env).items():
+        if not env.get(key) and not env.get(f"{key}_FILE"):
+            env[key] = value
     env.setdefault("USER_SERVICE_URL", "http://127.0.0.1:8082")
     env.setdefault("PRODUCT_SERVICE_URL", "http://127.0.0.1:8081")
     env.setdefault("JWKS_URL", "http://127.0.0.1:8082/.well-known/jwks.json")
@@ -83,20 +88,36 @@ def local_environment() -> dict[str, str]:
     return env
 
 
-def _local_credentials() -> dict[str, str]:
-    """Admin and service passwords made once and kept in var/, so restarts keep them."""
-    path = VAR / "credentials.env"
-    if not path.exists():
+def _local_accounts(exported: dict[str, str]) -> dict[str, str]:
+    """The admin and service accounts `make run` ensures, kept in var/credentials.env so
+    restarts keep them: made once with random passwords, and whatever is exported
+    (ADMIN_PASSWORD, or ADMIN_PASSWORD_FILE as the services read it) replaces its line, so the
+    file always says what the running system uses (`make demo` logs in with it)."""
+    path = VAR / CREDENTIALS_FILE.name
+    saved = read_env_file(path)
+    generated = {
+        "ADMIN_USERNAME": "admin",
+        "ADMIN_PASSWORD": secrets.token_urlsafe(12),
+        "SERVICE_USERNAME": "order-service",
+        "SERVICE_PASSWORD": secrets.token_urlsafe(24),
+    }
+    accounts = {}
+    for name, new_value in generated.items():
+        exported_value = exported.get(name)
+        if not exported_value and exported.get(f"{name}_FILE"):
+            exported_value = read_secret_file(f"{name}_FILE", exported[f"{name}_FILE"])
+        if exported_value and name.endswith("_PASSWORD"):
+            try:
+                refuse_unusable_password(name, exported_value)
+            except InvalidConfiguration as exc:
+                raise SystemExit(f"devstack: {exc}") from None
+        accounts[name] = exported_value or saved.get(name) or new_value
+    if accounts != saved:
         VAR.mkdir(exist_ok=True)
         path.touch(mode=0o600)
-        path.write_text(
-            "ADMIN_USERNAME=admin\n"
-            f"ADMIN_PASSWORD={secrets.token_urlsafe(12)}\n"
-            "SERVICE_USERNAME=order-service\n"
-            f"SERVICE_PASSWORD={secrets.token_urlsafe(24)}\n"
-        )
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return dict(pairs)
+        path.chmod(0o600)
+        path.write_text("".join(f"{name}={value}\n" for name, value in accounts.items()))
+    return accounts
 
 
 class Supervisor:
@@ -212,10 +233,18 @@ def _refuse_busy_ports(ports: list[int]) -> None:
         )
 
 
+class StartFailed(RuntimeError):
+    """A service could not start; its own output says why."""
+
+
 def run() -> int:
     env = local_environment()
     supervisor = Supervisor()
-    services = start_system(supervisor, env)
+    try:
+        services = start_system(supervisor, env)
+    except StartFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
     # The banner says "running" only once every service answers (or the wait gives up).
     wait_until_answering([f"{spec.url}/health" for spec in services])
     supervisor.announce(banner(services, env))
@@ -279,7 +308,10 @@ def gunicorn_threads(spec: ServiceSpec, env: dict[str, str]) -> int:
 
 
 def _start_service(supervisor: Supervisor, spec: ServiceSpec, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", spec.name, "prestart"], env=env, check=True)
+    prestart = subprocess.run([sys.executable, "-m", spec.name, "prestart"], env=env)
+    if prestart.returncode != 0:
+        # Its own error (one line for a refused setting) is just above.
+        raise StartFailed(f"devstack: {spec.name} prestart exited {prestart.returncode}")
     service_env = {
         **env,
         "WEB_CONCURRENCY": str(gunicorn_workers(spec, env)),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from common.config import CommonSettings
+from common.config import CommonSettings, database_password_alias
 from order_service.heartbeat import DEFAULT_HEARTBEAT_FILE
 
 
@@ -11,6 +11,9 @@ class OrderSettings(CommonSettings):
     database_url: str = Field(
         default="sqlite:///var/order_service.db",
         validation_alias=AliasChoices("ORDER_DATABASE_URL", "database_url"),
+    )
+    database_password: str | None = Field(
+        default=None, validation_alias=database_password_alias("ORDER")
     )
     user_service_url: str = "http://127.0.0.1:8082"
     product_service_url: str = "http://127.0.0.1:8081"

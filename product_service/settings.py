@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from common.config import CommonSettings
+from common.config import CommonSettings, database_password_alias
 
 
 class ProductSettings(CommonSettings):
@@ -10,4 +10,7 @@ class ProductSettings(CommonSettings):
     database_url: str = Field(
         default="sqlite:///var/product_service.db",
         validation_alias=AliasChoices("PRODUCT_DATABASE_URL", "database_url"),
+    )
+    database_password: str | None = Field(
+        default=None, validation_alias=database_password_alias("PRODUCT")
     )

@@ -18,10 +18,10 @@ import click
 
 from common.db import isoformat
 from shopctl import queues
+from shopctl.compose_secrets import init_secrets
 from shopctl.config import Endpoints, QueueSettings, admin_credentials
 from shopctl.errors import ShopctlError, explain
 from shopctl.formatting import format_event, format_outbox_status
-from shopctl.outbox import order_database_url, read_outbox
 
 ENDPOINT_OPTION = click.option(
     "--endpoint",
@@ -168,6 +168,9 @@ def outbox() -> None:
 )
 def outbox_status(as_json: bool, database_url: str | None) -> None:
     """Pending events, the oldest pending one, and when the relay last sent one."""
+    # The order service's own code: in the order image (and a checkout), not the others.
+    from shopctl.outbox import order_database_url, read_outbox
+
     report = read_outbox(order_database_url(database_url))
     oldest = isoformat(report.oldest_pending_at) if report.oldest_pending_at else None
     last_sent = isoformat(report.last_sent_at) if report.last_sent_at else None
@@ -184,6 +187,47 @@ def outbox_status(as_json: bool, database_url: str | None) -> None:
 @cli.group()
 def users() -> None:
     """Accounts in the user service's database."""
+
+
+@users.command("show-admin")
+def users_show_admin() -> None:
+    """Print the admin login as ADMIN_USERNAME=... and ADMIN_PASSWORD=... lines.
+
+    Read as the user service reads it (ADMIN_USERNAME, ADMIN_PASSWORD or ADMIN_PASSWORD_FILE),
+    else from make run's var/credentials.env. With docker compose:
+    `docker compose exec user_service shopctl users show-admin`.
+    """
+    credentials = admin_credentials()
+    if credentials is None:
+        raise ShopctlError(
+            "no admin login here: set ADMIN_USERNAME and ADMIN_PASSWORD(_FILE), or run "
+            "`make run` once (it keeps one in var/credentials.env)"
+        )
+    username, password = credentials
+    click.echo(f"ADMIN_USERNAME={username}\nADMIN_PASSWORD={password}")
+
+
+@cli.group("secrets")
+def secrets_group() -> None:
+    """docker compose's secrets (the `secrets-init` service)."""
+
+
+@secrets_group.command("init")
+@click.argument("root", type=click.Path(file_okay=False, path_type=Path))
+def secrets_init(root: Path) -> None:
+    """Make the missing secrets under ROOT (one directory per service); a variable set in the
+    environment (compose passes .env's) replaces its secret. Safe to run on every start."""
+    report = init_secrets(root, os.environ)
+    if any("/db" in name for name in report.replaced):
+        click.echo(
+            "secrets-init: a database password changed; a database volume made before keeps "
+            "the old one (`docker compose down -v` starts over)",
+            err=True,
+        )
+    click.echo(
+        f"secrets-init: {report.summary()} in {root}; the admin login: "
+        "docker compose exec user_service shopctl users show-admin"
+    )
 
 
 @users.command("create-admin")

@@ -6,11 +6,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack import sqs
+from common.config import read_secret_file
 
 CREDENTIALS_FILE = Path("var") / "credentials.env"
 COMPOSE_ENV_FILE = Path(".env")
 LOCAL_SQS_ENDPOINT = "http://127.0.0.1:4566"
+QUEUE_NAME = "order-events"
+DEAD_LETTER_QUEUE_NAME = "order-events-dlq"
+# LocalStack accepts any credentials; these are its documented dummies, not secrets.
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @dataclass(frozen=True)
@@ -40,9 +48,9 @@ class QueueSettings:
             # A developer's tool: unset means `make run`'s LocalStack. For AWS itself, give its
             # regional endpoint, e.g. https://sqs.eu-west-1.amazonaws.com.
             endpoint=endpoint or os.environ.get("SQS_ENDPOINT_URL") or LOCAL_SQS_ENDPOINT,
-            queue=os.environ.get("ORDER_EVENTS_QUEUE", sqs.QUEUE_NAME),
+            queue=os.environ.get("ORDER_EVENTS_QUEUE", QUEUE_NAME),
             dead_letter_queue=os.environ.get(
-                "ORDER_EVENTS_DLQ", f"{os.environ.get('ORDER_EVENTS_QUEUE', sqs.QUEUE_NAME)}-dlq"
+                "ORDER_EVENTS_DLQ", f"{os.environ.get('ORDER_EVENTS_QUEUE', QUEUE_NAME)}-dlq"
             ),
         )
 
@@ -54,10 +62,14 @@ def _base_url(variable: str, default: str) -> str:
 def admin_credentials(
     files: tuple[Path, ...] = (CREDENTIALS_FILE, COMPOSE_ENV_FILE),
 ) -> tuple[str, str] | None:
-    """ADMIN_USERNAME/ADMIN_PASSWORD from the environment, else from the first file that has
-    both: `make run`'s var/credentials.env, then docker compose's .env."""
+    """ADMIN_USERNAME/ADMIN_PASSWORD (or ADMIN_PASSWORD_FILE, as the user service reads it)
+    from the environment, else from the first file that has both: `make run`'s
+    var/credentials.env, then docker compose's .env."""
     username = os.environ.get("ADMIN_USERNAME")
     password = os.environ.get("ADMIN_PASSWORD")
+    password_file = os.environ.get("ADMIN_PASSWORD_FILE")
+    if password_file and not password:
+        password = read_secret_file("ADMIN_PASSWORD_FILE", password_file)
     if username and password:
         return username, password
     for path in files:

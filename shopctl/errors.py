@@ -7,6 +7,8 @@ import requests
 import sqlalchemy.exc
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from common.config import InvalidConfiguration
+
 
 class ShopctlError(click.ClickException):
     """A message for the person at the terminal; click prints it as `Error: ...`, exit 1."""
@@ -20,6 +22,8 @@ def explain(exc: BaseException, *, sqs_endpoint: str | None = None) -> ShopctlEr
     """The one-line error for an exception from the outside world, or None if unexpected."""
     if isinstance(exc, ShopctlError):
         return exc
+    if isinstance(exc, InvalidConfiguration):
+        return ShopctlError(str(exc))
     where = sqs_endpoint or "AWS SQS"
     if isinstance(exc, EndpointConnectionError):
         where = _origin(str(exc.kwargs.get("endpoint_url", where)))

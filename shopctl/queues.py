@@ -10,8 +10,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from devstack import sqs
-from shopctl.config import QueueSettings
+from shopctl.config import LOCAL_CREDENTIALS, QueueSettings
 from shopctl.errors import ShopctlError
 
 # One long poll; short enough that Ctrl-C and --idle-timeout are noticed promptly.
@@ -55,13 +54,13 @@ def sqs_client(settings: QueueSettings) -> Any:
             connect_timeout=2, read_timeout=LONG_POLL_S + 10, retries={"total_max_attempts": 2}
         ),
         "region_name": os.environ.get(
-            "AWS_DEFAULT_REGION", sqs.LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
+            "AWS_DEFAULT_REGION", LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
         ),
     }
     options["endpoint_url"] = settings.endpoint
     if not settings.endpoint.endswith(".amazonaws.com") and not os.environ.get("AWS_ACCESS_KEY_ID"):
-        options["aws_access_key_id"] = sqs.LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]
-        options["aws_secret_access_key"] = sqs.LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+        options["aws_access_key_id"] = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]
+        options["aws_secret_access_key"] = LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
     return boto3.client("sqs", **options)
 
 

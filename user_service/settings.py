@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field, model_validator
 
-from common.config import CommonSettings
+from common.config import CommonSettings, database_password_alias
 
 
 class UserSettings(CommonSettings):
@@ -12,6 +12,9 @@ class UserSettings(CommonSettings):
     database_url: str = Field(
         default="sqlite:///var/user_service.db",
         validation_alias=AliasChoices("USER_DATABASE_URL", "database_url"),
+    )
+    database_password: str | None = Field(
+        default=None, validation_alias=database_password_alias("USER")
     )
     # The RS256 signing key: PEM text, or a path to a PEM file.
     jwt_private_key: str | None = None

@@ -21,6 +21,7 @@ import yaml
 
 from order_service.settings import OrderSettings
 from product_service.settings import ProductSettings
+from shopctl.compose_secrets import compose_secrets
 from tests.support.dockerfiles import REPOSITORY
 from user_service.settings import UserSettings
 
@@ -43,17 +44,19 @@ OUTSIDE_SETTINGS = {
     "SERVICE_PACKAGE",
     "RUN_MIGRATIONS",
     "PRESTART_ATTEMPTS",
+    "PRESTART_SECRETS",
     "PYTHONUNBUFFERED",
 }
 
 
 def _read_names(settings: type[Any]) -> set[str]:
+    """Every variable a settings class reads: each setting's names and their *_FILE forms."""
     names = set()
     for field_name, field in settings.model_fields.items():
         names.add(field_name.upper())
         choices = getattr(field.validation_alias, "choices", None) or []
         names.update(str(choice).upper() for choice in choices)
-    return names
+    return names | {f"{name}_FILE" for name in names}
 
 
 def _assert_read_by(service: str, variables: set[str]) -> None:
@@ -68,6 +71,7 @@ def _compose() -> dict[str, Any]:
 def test_compose_services_ports_and_health_ordering():
     services = _compose()["services"]
     assert set(services) == {
+        "secrets-init",
         "user_db",
         "product_db",
         "order_db",
@@ -80,19 +84,25 @@ def test_compose_services_ports_and_health_ordering():
         assert services[db]["volumes"] and services[db]["healthcheck"]["test"]
     for service, port in HTTP.items():
         definition = services[service]
-        assert definition["build"]["dockerfile"] == f"{service}/Dockerfile"
+        assert definition["build"]["context"] == "."
+        assert "dockerfile" not in definition["build"], "the one Dockerfile at the root"
+        assert definition["build"]["args"]["SERVICE"] == service
+        assert str(definition["build"]["args"]["PORT"]) == str(port)
         assert any(str(p).endswith(f":{port}") for p in definition["ports"])
     for name, definition in services.items():
         for dependency, condition in (definition.get("depends_on") or {}).items():
+            if dependency == "secrets-init":
+                assert condition == {"condition": "service_completed_successfully"}, name
+                continue
             assert condition == {"condition": "service_healthy"}, (name, dependency)
             assert (
                 services[dependency].get("healthcheck")
-                or "HEALTHCHECK"
-                in (REPOSITORY / services[dependency]["build"]["dockerfile"]).read_text()
+                or "HEALTHCHECK" in (REPOSITORY / "Dockerfile").read_text()
             ), dependency
     worker = services["order_worker"]
     assert worker["command"] == ["python", "-m", "order_service", "worker"]
     assert worker["image"] == services["order_service"]["image"]
+    assert worker["build"] == services["order_service"]["build"]
     assert services["localstack"]["environment"]["SERVICES"] == "sqs"
 
 
@@ -103,14 +113,91 @@ def test_compose_environment_names_are_the_services_settings():
     _assert_read_by("order_service", set(services["order_worker"]["environment"]))
 
 
-def test_env_example_defines_every_value_compose_requires():
+def test_compose_requires_no_env_and_env_example_lists_every_override():
+    """A fresh clone has no .env: nothing is `${VAR:?required}`, and every variable compose
+    reads is one .env.example describes (commented out: each is optional)."""
     text = (REPOSITORY / "docker-compose.yml").read_text()
-    required = set(re.findall(r"\$\{(\w+):\?", text)) | set(re.findall(r"\$\{(\w+)\}", text))
+    assert not re.findall(r"\$\{\w+:?\?", text), "a fresh clone has no .env to set it in"
+    read = set(re.findall(r"\$\{(\w+)", text))
     example = (REPOSITORY / ".env.example").read_text()
-    defined = set(re.findall(r"^(\w+)=", example, flags=re.MULTILINE))
-    assert required <= defined, sorted(required - defined)
+    assert not re.findall(r"^\w+=", example, flags=re.MULTILINE), "every line is optional"
+    listed = set(re.findall(r"^# (\w+)=", example, flags=re.MULTILINE))
+    assert read == listed, (sorted(read - listed), sorted(listed - read))
     ignored = (REPOSITORY / ".gitignore").read_text().splitlines()
-    assert ".env" in ignored and "secrets/" in ignored
+    assert ".env" in ignored
+
+
+def test_compose_secrets_are_files_from_the_containers_own_volume():
+    """Every *_FILE a container reads is a file secrets-init writes, in the volume of that
+    container's own service, mounted read-only; secrets-init gets every override."""
+    services = _compose()["services"]
+    init = services["secrets-init"]
+    written = {name for secret in compose_secrets() for name in secret.files}
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in init["volumes"]}
+    assert mounts == {
+        f"/run/shop-secrets/{s}": f"{s}_secrets" for s in ("user", "product", "order")
+    }
+    assert set(init["environment"]) == {secret.variable for secret in compose_secrets()}
+    assert all(value == f"${{{name}:-}}" for name, value in init["environment"].items())
+    assert init["image"] == services["user_service"]["image"]
+    assert init["build"] == services["user_service"]["build"]
+    for name, definition in services.items():
+        if name == "secrets-init":
+            continue
+        files = {
+            k: v for k, v in (definition.get("environment") or {}).items() if k.endswith("_FILE")
+        }
+        for variable, path in files.items():
+            if variable == "JWT_PRIVATE_KEY_FILE" or variable.endswith("PASSWORD_FILE"):
+                relative = path.removeprefix("/run/shop-secrets/")
+                assert relative in written, (name, variable, path)
+                volume = f"{relative.split('/')[0]}_secrets"
+                assert (
+                    f"{volume}:/run/shop-secrets/{relative.split('/')[0]}:ro"
+                    in definition["volumes"]
+                ), (name, volume)
+        if name in HTTP or name == "order_worker" or name.endswith("_db"):
+            assert files, f"{name} reads its secrets from files"
+    # Only prestart ensures the accounts: the user service's server starts without them.
+    user = services["user_service"]["environment"]
+    assert set(user["PRESTART_SECRETS"].split()) == {"ADMIN_PASSWORD", "SERVICE_PASSWORD"}
+
+
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|PRIVATE_KEY|ACCESS_KEY|API_KEY)$", re.IGNORECASE)
+# LocalStack's documented dummy credentials: it accepts any.
+NOT_SECRETS = {("AWS_SECRET_ACCESS_KEY", "test")}
+
+
+def _no_usable_secret(where: str, name: str, value: Any) -> None:
+    value = "" if value is None else str(value)
+    if not SECRET_NAME.search(name) or (name, value) in NOT_SECRETS or name.endswith("_FILE"):
+        return
+    if name in {"PRESTART_SECRETS"}:
+        return
+    assert value in {"", f"${{{name}:-}}"}, f"{where}: {name} holds a value"
+
+
+def test_no_usable_password_in_compose_env_example_or_manifests():
+    for service, definition in _compose()["services"].items():
+        for name, value in (definition.get("environment") or {}).items():
+            _no_usable_secret(f"docker-compose.yml {service}", name, value)
+        for url in (definition.get("environment") or {}).values():
+            if "://" in str(url):
+                assert sa.make_url(str(url)).password is None, (service, url)
+    for line in (REPOSITORY / ".env.example").read_text().splitlines():
+        if "=" in line:
+            name, _, value = line.lstrip("# ").partition("=")
+            _no_usable_secret(".env.example", name, value.strip('"'))
+    for path in K8S.rglob("*.yaml"):
+        for document in _documents(path):
+            assert document.get("kind") != "Secret", f"{path}: a Secret with its values"
+            text = yaml.safe_dump(document)
+            for name, value in re.findall(r"(\w+)=(\S*)", text):
+                _no_usable_secret(str(path), name, value)
+            for name, value in _env_entries(document):
+                _no_usable_secret(str(path), name, value)
+            for url in re.findall(r"mysql\+pymysql://\S+", text):
+                assert sa.make_url(url).password is None, (path, url)
 
 
 def test_localstack_init_script_is_the_same_for_compose_and_kubernetes():
@@ -158,6 +245,13 @@ def test_k8s_base_http_services():
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         secrets = [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e]
         assert secrets == [f"{name}-secrets"]
+        job_secrets = [
+            e["secretRef"]["name"]
+            for e in _container(jobs[f"{name}-migrate"])["envFrom"]
+            if "secretRef" in e
+        ]
+        accounts = ["user-service-accounts"] if name == "user-service" else []
+        assert job_secrets == [f"{name}-secrets", *accounts]
         # Selectors name the HTTP pods only: the migration Job's pods share the name label.
         http_pods = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "http"}
         assert deployments[name]["spec"]["selector"]["matchLabels"] == http_pods
@@ -174,6 +268,23 @@ def test_k8s_base_http_services():
     assert relay["args"] == ["python", "-m", "order_service", "worker"]
     assert relay["livenessProbe"]["exec"]["command"] == ["python", "-m", "order_service.heartbeat"]
     assert relay["image"] == _container(deployments["order-service"])["image"]
+
+
+def test_k8s_signing_key_is_a_file_only_the_service_group_reads():
+    deployments, jobs = _base("Deployment"), _base("Job")
+    for workload in (deployments["user-service"], jobs["user-service-migrate"]):
+        pod = workload["spec"]["template"]["spec"]
+        container = _container(workload)
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        (volume,) = [v for v in pod["volumes"] if "secret" in v]
+        assert volume["secret"]["secretName"] == "user-service-signing-key"
+        # Owner root, group the pod's fsGroup (the service's 10001): never world-readable.
+        assert volume["secret"]["defaultMode"] == 0o440
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        assert mount["readOnly"] is True
+        assert env["JWT_PRIVATE_KEY_FILE"] == f"{mount['mountPath']}/jwt-private.pem"
+        assert "JWT_PRIVATE_KEY" not in env
 
 
 def test_k8s_configuration_names_are_the_services_settings():
@@ -249,8 +360,18 @@ def test_local_secrets_script_makes_secrets_that_agree():
         assert url.host == f"{short}-db" and url.username == "shop"
         assert url.password == secrets[f"{short}-db-secrets"]["MYSQL_PASSWORD"]
         _assert_read_by(package, set(service))
-    service_passwords = {
-        secrets[f"{s}-service-secrets"]["SERVICE_PASSWORD"] for s in ("user", "order")
-    }
-    assert len(service_passwords) == 1
-    assert "BEGIN PRIVATE KEY" in secrets["user-service-secrets"]["JWT_PRIVATE_KEY"]
+    accounts = secrets["user-service-accounts"]
+    _assert_read_by("user_service", set(accounts))
+    assert accounts["SERVICE_PASSWORD"] == secrets["order-service-secrets"]["SERVICE_PASSWORD"]
+    assert "ADMIN_PASSWORD" not in secrets["user-service-secrets"]
+    assert "BEGIN PRIVATE KEY" in secrets["user-service-signing-key"]["jwt-private.pem"]
+
+
+def _env_entries(node: Any) -> list[tuple[str, Any]]:
+    """Every `- name: X / value: Y` pair in a manifest (container env lists)."""
+    if isinstance(node, list):
+        return [pair for item in node for pair in _env_entries(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [(node["name"], node["value"])] if {"name", "value"} <= set(node) else []
+    return found + [pair for value in node.values() for pair in _env_entries(value)]

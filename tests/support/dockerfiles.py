@@ -62,21 +62,30 @@ class Dockerfile:
     stages: list[Stage]
 
     @classmethod
-    def parse(cls, path: Path) -> Dockerfile:
-        args: dict[str, str] = {}
+    def parse(cls, path: Path, build_args: dict[str, str] | None = None) -> Dockerfile:
+        """As `docker build --build-arg NAME=VALUE ...` reads it: an `ARG` before the first
+        `FROM` is in scope for the `FROM` lines, one inside a stage for the rest of that stage,
+        and each is substituted where it is in scope (other `$VARIABLES` are left alone)."""
+        given = build_args or {}
+        global_args: dict[str, str] = {}
+        stage_args: dict[str, str] = {}
         stages: list[Stage] = []
         for keyword, arguments in _logical_lines(path.read_text()):
-            if keyword == "ARG" and not stages:
+            if keyword == "ARG":
                 name, _, default = arguments.partition("=")
-                args[name.strip()] = default.strip()
+                name = name.strip()
+                scope = stage_args if stages else global_args
+                scope[name] = given.get(name, global_args.get(name, default.strip()))
             elif keyword == "FROM":
-                words = _substitute(arguments, args).split()
+                words = _substitute(arguments, global_args).split()
                 named = len(words) == 3 and words[1].upper() == "AS"
                 stages.append(Stage(base=words[0], name=words[2] if named else None))
+                stage_args = {}
             else:
                 if not stages:
                     raise ValueError(f"{path}: {keyword} before FROM")
-                stages[-1].instructions.append(Instruction(keyword, arguments))
+                text = _substitute(arguments, stage_args, keep_unknown=True)
+                stages[-1].instructions.append(Instruction(keyword, text))
         return cls(path, stages)
 
     @property
@@ -106,9 +115,11 @@ def _logical_lines(text: str) -> list[tuple[str, str]]:
     return lines
 
 
-def _substitute(text: str, variables: dict[str, str]) -> str:
+def _substitute(text: str, variables: dict[str, str], *, keep_unknown: bool = False) -> str:
     def value(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
+        if keep_unknown and name not in variables:
+            return match.group(0)
         return variables.get(name, os.environ.get(name, ""))
 
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, text)

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from devstack import stack
 from tests.e2e.conftest import ADMIN
 from tests.e2e.shopctl.conftest import shopctl
 
@@ -72,3 +73,31 @@ def test_demo_walks_the_whole_flow_and_shows_the_events(demo_system, tmp_path):
         assert any(kind in line for line in events), kind
     assert "all 4 events arrived" in out
     assert "Demo complete." in out
+
+
+def test_make_run_given_an_admin_then_make_demo_logs_in_with_it(demo_system, tmp_path, monkeypatch):
+    """`ADMIN_USERNAME=… ADMIN_PASSWORD=… make run`, then `make demo` in another terminal with
+    neither exported: the demo logs in with var/credentials.env, which must say what the
+    running system uses, even though an earlier `make run` had generated another password.
+    (The session's services run with ADMIN, as `make run` would with it exported; its ports
+    are fixed, so this uses make run's own environment and the demo's own lookup.)"""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "credentials.env").write_text(
+        "ADMIN_USERNAME=admin\nADMIN_PASSWORD=generated-by-an-earlier-run\n"
+        "SERVICE_USERNAME=order-service\nSERVICE_PASSWORD=generated-by-an-earlier-run\n"
+    )
+    for name in ("ADMIN_PASSWORD_FILE", "SERVICE_USERNAME", "SERVICE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ADMIN_USERNAME", ADMIN[0])
+    monkeypatch.setenv("ADMIN_PASSWORD", ADMIN[1])
+
+    running_with = stack.local_environment()
+    assert (running_with["ADMIN_USERNAME"], running_with["ADMIN_PASSWORD"]) == ADMIN
+
+    monkeypatch.delenv("ADMIN_USERNAME")
+    monkeypatch.delenv("ADMIN_PASSWORD")
+    without_admin = {k: v for k, v in demo_system.items() if not k.startswith("ADMIN_")}
+    done = shopctl("demo", "--events-timeout", "30", env=without_admin, timeout_s=180)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr}"
+    assert "Demo complete." in done.stdout

@@ -47,8 +47,8 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$scratch/jwt-private.pem" 2>/dev/null
 
-service_password="$(existing_or_new user-service-secrets SERVICE_PASSWORD)"
-admin_password="$(existing_or_new user-service-secrets ADMIN_PASSWORD)"
+service_password="$(existing_or_new user-service-accounts SERVICE_PASSWORD)"
+admin_password="$(existing_or_new user-service-accounts ADMIN_PASSWORD)"
 
 for db in user:shop_users product:shop_products order:shop_orders; do
     service="${db%%:*}"
@@ -60,9 +60,11 @@ for db in user:shop_users product:shop_products order:shop_orders; do
     url="mysql+pymysql://shop:${db_password}@${service}-db:3306/${database}"
     case "$service" in
         user)
-            apply_secret user-service-secrets \
-                --from-literal=USER_DATABASE_URL="$url" \
-                --from-file=JWT_PRIVATE_KEY="$scratch/jwt-private.pem" \
+            apply_secret user-service-secrets --from-literal=USER_DATABASE_URL="$url"
+            # Mounted as a file in the pods and the Job; the accounts go to the Job only.
+            apply_secret user-service-signing-key \
+                --from-file=jwt-private.pem="$scratch/jwt-private.pem"
+            apply_secret user-service-accounts \
                 --from-literal=ADMIN_USERNAME=admin \
                 --from-literal=ADMIN_PASSWORD="$admin_password" \
                 --from-literal=SERVICE_USERNAME=order-service \
