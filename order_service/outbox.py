@@ -12,7 +12,7 @@ import structlog
 from botocore.config import Config
 
 from common.db import Database, utcnow
-from order_service.repository import OutboxEvent, OutboxRepository
+from order_service.outbox_repository import OutboxEvent, OutboxRepository
 
 log = structlog.get_logger(__name__)
 

@@ -33,24 +33,25 @@ from common.errors import (
 )
 from common.ids import new_id
 from common.money import MAX_AMOUNT, format_money
-from order_service.clients import ProductCatalog, ReservationLine, UserDirectory
-from order_service.repository import (
+from order_service.attempt_journal import (
     ABANDONED,
-    CANCELLED,
     COMPLETED,
     FAILED,
     IN_FLIGHT,
+    AttemptRepository,
+    OrderAttempt,
+)
+from order_service.clients import ProductCatalog, ReservationLine, UserDirectory
+from order_service.orders_repository import (
+    CANCELLED,
     PAID,
     PENDING,
-    AttemptRepository,
     Order,
-    OrderAttempt,
     OrderFilter,
     OrderLine,
     OrderRepository,
-    OutboxEvent,
-    OutboxRepository,
 )
+from order_service.outbox_repository import OutboxEvent, OutboxRepository
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")

@@ -16,7 +16,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from order_service.repository import outbox
+from order_service.tables import outbox
 from tests.e2e.shopctl.conftest import closed_url, shopctl
 from tests.support.processes import run_cli
 

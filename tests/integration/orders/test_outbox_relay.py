@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from botocore.exceptions import EndpointConnectionError
 
 from order_service.outbox import EventQueue, OutboxRelay, outbox_status
-from order_service.repository import outbox
+from order_service.tables import outbox
 from tests.integration.orders.conftest import CUSTOMER, order_of
 from tests.support.events import EVENT_BODY_FIELDS
 

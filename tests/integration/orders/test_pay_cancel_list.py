@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from common.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
-from order_service.repository import OrderFilter, outbox
+from order_service.orders_repository import OrderFilter
+from order_service.tables import outbox
 from tests.integration.orders.conftest import (
     ADMIN,
     CUSTOMER,
