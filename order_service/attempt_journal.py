@@ -10,6 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from common.pruning import delete_where
 from order_service.tables import order_attempts
 
 # An attempt is `in_flight` while its request runs; `abandoned` once its request gave up (or
@@ -142,6 +143,13 @@ class AttemptRepository:
             .limit(limit)
         )
         return [str(attempt_id) for attempt_id in self._db.execute(query).scalars()]
+
+    def delete_failed_before(self, cutoff: datetime, limit: int) -> int:
+        """Failed attempts left nothing behind but their key, which a retry may reuse anyway."""
+        failed_long_ago = sa.and_(
+            order_attempts.c.state == FAILED, order_attempts.c.created_at < cutoff
+        )
+        return delete_where(self._db, order_attempts, failed_long_ago, limit)
 
     def abandoned(self, limit: int) -> list[str]:
         query = sa.select(order_attempts.c.id).where(order_attempts.c.state == ABANDONED)

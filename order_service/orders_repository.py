@@ -13,6 +13,8 @@ from sqlalchemy.engine import Connection
 from order_service.tables import order_items, orders
 
 PENDING, PAID, CANCELLED = "PENDING", "PAID", "CANCELLED"
+# Why an order is (being) cancelled: by its owner, by an admin, or by the payment timeout.
+CUSTOMER_CANCEL, ADMIN_CANCEL, PAYMENT_TIMEOUT = "customer", "admin", "payment_timeout"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,12 @@ class Order:
     items: tuple[OrderLine, ...]
     created_at: datetime
     updated_at: datetime
+    # Set when a cancel begins: a PENDING order with a reason is being cancelled.
+    cancel_reason: str | None = None
+
+    @property
+    def cancelling(self) -> bool:
+        return self.status == PENDING and self.cancel_reason is not None
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,24 @@ _SET_ORDER_STATUS = (
     orders.update()
     .where(orders.c.id == sa.bindparam("order_id"))
     .values(status=sa.bindparam("status"), updated_at=sa.bindparam("now"))
+)
+_BEGIN_CANCEL = (
+    orders.update()
+    .where(
+        orders.c.id == sa.bindparam("order_id"),
+        orders.c.status == PENDING,
+        orders.c.cancel_reason.is_(None),
+    )
+    .values(cancel_reason=sa.bindparam("reason"), updated_at=sa.bindparam("now"))
+)
+_FINISH_CANCEL = (
+    orders.update()
+    .where(
+        orders.c.id == sa.bindparam("order_id"),
+        orders.c.status == PENDING,
+        orders.c.cancel_reason.is_not(None),
+    )
+    .values(status=CANCELLED, updated_at=sa.bindparam("now"))
 )
 _ORDER_BY_ID = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
 _ORDER_BY_ID_FOR_UPDATE = _ORDER_BY_ID.with_for_update()
@@ -113,6 +139,33 @@ class OrderRepository:
     def set_status(self, order_id: str, status: str, now: datetime) -> None:
         self._db.execute(_SET_ORDER_STATUS, {"order_id": order_id, "status": status, "now": now})
 
+    def begin_cancel(self, order_id: str, reason: str, now: datetime) -> bool:
+        """Records the cancel's reason on a PENDING order not yet being cancelled; false when
+        the order has moved on or another cancel began first (its reason is kept)."""
+        result = self._db.execute(
+            _BEGIN_CANCEL, {"order_id": order_id, "reason": reason, "now": now}
+        )
+        return result.rowcount == 1
+
+    def finish_cancel(self, order_id: str, now: datetime) -> bool:
+        """A begun cancel becomes CANCELLED; false when another finisher got there first."""
+        result = self._db.execute(_FINISH_CANCEL, {"order_id": order_id, "now": now})
+        return result.rowcount == 1
+
+    def cancels_begun_before(self, cutoff: datetime, limit: int) -> list[Order]:
+        """PENDING orders whose cancel began before `cutoff` and has not finished."""
+        query = (
+            sa.select(orders)
+            .where(
+                orders.c.status == PENDING,
+                orders.c.cancel_reason.is_not(None),
+                orders.c.updated_at < cutoff,
+            )
+            .order_by(orders.c.updated_at)
+            .limit(limit)
+        )
+        return self._with_items(self._db.execute(query).all())
+
     def _with_items(self, rows: Sequence[sa.Row[tuple[object, ...]]]) -> list[Order]:
         """One query for the items of every order on the page."""
         if not rows:
@@ -132,6 +185,7 @@ class OrderRepository:
                 items=tuple(lines[row.id]),
                 created_at=row.created_at,
                 updated_at=row.updated_at,
+                cancel_reason=row.cancel_reason,
             )
             for row in rows
         ]

@@ -10,6 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from common.pruning import delete_where
 from order_service.tables import outbox
 
 
@@ -21,6 +22,8 @@ class OutboxEvent:
     payload: str
     request_id: str | None
     created_at: datetime
+    # Sends SQS refused so far (see OutboxRelay): a new event has none.
+    attempts: int = 0
 
 
 _INSERT_OUTBOX_EVENT = outbox.insert()
@@ -36,7 +39,7 @@ def _claim_unsent_statement(limit: int) -> sa.Select[tuple[object, ...]]:
     """The relay's claim, built once for its batch size."""
     return (
         sa.select(outbox)
-        .where(outbox.c.sent_at.is_(None))
+        .where(outbox.c.sent_at.is_(None), outbox.c.parked_at.is_(None))
         .order_by(outbox.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -69,12 +72,25 @@ class OutboxRepository:
 
     def claim_unsent(self, limit: int) -> list[OutboxEvent]:
         """Locks up to `limit` unsent events; rows another relay holds are skipped, not awaited."""
-        return [
-            OutboxEvent(
-                row.id, row.event_type, row.order_id, row.payload, row.request_id, row.created_at
+        return [_event(row) for row in self._db.execute(_claim_unsent_statement(limit))]
+
+    def count_refusals(
+        self, refused: Sequence[OutboxEvent], now: datetime, *, max_attempts: int
+    ) -> list[OutboxEvent]:
+        """Counts one more refusal of each claimed event, and parks those that reach
+        `max_attempts`; returns the parked ones."""
+        ids = [event.id for event in refused]
+        self._db.execute(
+            outbox.update().where(outbox.c.id.in_(ids)).values(attempts=outbox.c.attempts + 1)
+        )
+        parked = [event for event in refused if event.attempts + 1 >= max_attempts]
+        if parked:
+            self._db.execute(
+                outbox.update()
+                .where(outbox.c.id.in_([event.id for event in parked]))
+                .values(parked_at=now)
             )
-            for row in self._db.execute(_claim_unsent_statement(limit))
-        ]
+        return parked
 
     def mark_sent(self, event_ids: Sequence[str], now: datetime) -> None:
         if event_ids:
@@ -82,19 +98,43 @@ class OutboxRepository:
 
     def delete_sent_before(self, cutoff: datetime, limit: int) -> int:
         """Keeps the table bounded; in slices, so no long lock is ever held."""
-        old = sa.select(outbox.c.id).where(outbox.c.sent_at < cutoff).limit(limit)
-        ids = list(self._db.execute(old).scalars())
-        if ids:
-            self._db.execute(outbox.delete().where(outbox.c.id.in_(ids)))
-        return len(ids)
+        return delete_where(self._db, outbox, outbox.c.sent_at < cutoff, limit)
 
-    def status(self) -> tuple[int, datetime | None, datetime | None]:
-        """(unsent count, oldest unsent created_at, latest sent_at); min and max keep the
-        column's type, so the datetimes come back UTC-aware."""
+    def parked(self, limit: int) -> list[tuple[OutboxEvent, datetime]]:
+        """The events parked first, each with when it was parked."""
+        query = (
+            sa.select(outbox)
+            .where(outbox.c.sent_at.is_(None), outbox.c.parked_at.is_not(None))
+            .order_by(outbox.c.parked_at, outbox.c.id)
+            .limit(limit)
+        )
+        return [(_event(row), row.parked_at) for row in self._db.execute(query)]
+
+    def status(self) -> tuple[int, datetime | None, datetime | None, int]:
+        """(unsent count, oldest unsent created_at, latest sent_at, parked count); min and max
+        keep the column's type, so the datetimes come back UTC-aware. Parked events are
+        unsent too, but counted apart: the relay no longer tries them."""
         pending, oldest = self._db.execute(
             sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(
-                outbox.c.sent_at.is_(None)
+                outbox.c.sent_at.is_(None), outbox.c.parked_at.is_(None)
             )
         ).one()
+        parked = self._db.execute(
+            sa.select(sa.func.count()).where(
+                outbox.c.sent_at.is_(None), outbox.c.parked_at.is_not(None)
+            )
+        ).scalar_one()
         last_sent = self._db.execute(sa.select(sa.func.max(outbox.c.sent_at))).scalar()
-        return int(pending), oldest, last_sent
+        return int(pending), oldest, last_sent, int(parked)
+
+
+def _event(row: sa.Row[tuple[object, ...]]) -> OutboxEvent:
+    return OutboxEvent(
+        row.id,
+        row.event_type,
+        row.order_id,
+        row.payload,
+        row.request_id,
+        row.created_at,
+        int(row.attempts),
+    )

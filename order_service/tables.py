@@ -17,6 +17,8 @@ orders = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("total_amount", sa.Numeric(12, 2), nullable=False),
     sa.Column("reservation_id", sa.String(36), nullable=False),
+    # Set (and committed) when a cancel begins, before its stock is released; see service.py.
+    sa.Column("cancel_reason", sa.String(16), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
@@ -53,4 +55,7 @@ outbox = sa.Table(
     sa.Column("request_id", sa.String(128), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("sent_at", UtcDateTime(), nullable=True),
+    # How many times SQS refused this event; past the limit it is parked and never claimed.
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("parked_at", UtcDateTime(), nullable=True),
 )

@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 
-from common.db import isoformat
 from shopctl import queues
 from shopctl.config import Endpoints, QueueSettings, admin_credentials
 from shopctl.errors import ShopctlError, explain
@@ -167,18 +166,13 @@ def outbox() -> None:
     help="The order database (default: $ORDER_DATABASE_URL, else make run's SQLite file).",
 )
 def outbox_status(as_json: bool, database_url: str | None) -> None:
-    """Pending events, the oldest pending one, and when the relay last sent one."""
-    report = read_outbox(order_database_url(database_url))
-    oldest = isoformat(report.oldest_pending_at) if report.oldest_pending_at else None
-    last_sent = isoformat(report.last_sent_at) if report.last_sent_at else None
+    """Pending events, the oldest pending one, when the relay last sent one, and the events
+    parked after SQS refused them too often."""
+    report = read_outbox(order_database_url(database_url)).report()
     if as_json:
-        click.echo(
-            json.dumps(
-                {"pending": report.pending, "oldestPendingAt": oldest, "lastSentAt": last_sent}
-            )
-        )
+        click.echo(json.dumps(report))
     else:
-        click.echo(format_outbox_status(report.pending, oldest, last_sent))
+        click.echo(format_outbox_status(report))
 
 
 @cli.group()

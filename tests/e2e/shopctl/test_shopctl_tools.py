@@ -146,6 +146,8 @@ def test_outbox_status_counts_pending_and_names_the_oldest_and_last_sent(databas
         "pending": 2,
         "oldestPendingAt": "2026-11-27T04:00:00.123456Z",
         "lastSentAt": "2026-11-27T03:59:30.123456Z",
+        "parked": 0,
+        "parkedEvents": [],
     }
     pretty = shopctl("outbox", "status", "--database-url", url, env={})
     assert pretty.stdout.splitlines()[0] == "pending        2"

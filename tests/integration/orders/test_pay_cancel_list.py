@@ -61,13 +61,14 @@ def test_cancel_releases_stock_exactly_once(orders, pending, order_db, catalog, 
     assert event_types(order_db, order.id) == ["order_cancelled", "order_created"]
 
 
-def test_cancel_while_the_product_service_is_down_changes_nothing(
+def test_cancel_while_the_product_service_is_down_moves_no_stock(
     orders, pending, catalog, order_db
 ):
     order, product = pending()
     catalog.down.add("release")
     with pytest.raises(ServiceUnavailable):
         orders.cancel_order(order.id, CUSTOMER)
+    # Begun (see test_journalled_cancel), not done: still PENDING, its stock still held.
     assert orders.get_order(order.id, CUSTOMER).status == "PENDING"
     assert stock_of(catalog, product) == 3
     assert event_types(order_db, order.id) == ["order_created"]
