@@ -4,12 +4,15 @@ slices, so pruning never holds a long lock and a huge backlog is worked off over
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from common.db import Database
 
+R = TypeVar("R")
 # The most slices one run deletes: a million rows at the default slice size.
 MAX_SLICES = 1000
 
@@ -31,19 +34,22 @@ def delete_where(
     return len(rows)
 
 
-def delete_in_slices(
+def delete_before(
     db: Database,
-    delete_slice: Callable[[Connection, int], int],
+    repository: Callable[[Connection], R],
+    delete_slice: Callable[[R, datetime, int], int],
+    cutoff: datetime,
     *,
     slice_size: int,
     max_slices: int = MAX_SLICES,
 ) -> int:
-    """Runs `delete_slice(connection, slice_size)` in a transaction of its own until a slice
-    comes back short or `max_slices` ran; returns how many rows went."""
+    """Runs `delete_slice(repository(connection), cutoff, slice_size)`, each time in a
+    transaction of its own, until a slice comes back short or `max_slices` ran; returns how
+    many rows went."""
     deleted = 0
     for _ in range(max_slices):
         with db.transaction() as connection:
-            removed = delete_slice(connection, slice_size)
+            removed = delete_slice(repository(connection), cutoff, slice_size)
         deleted += removed
         if removed < slice_size:
             break

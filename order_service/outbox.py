@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from prometheus_client import Counter
 
 from common.db import Database, isoformat, utcnow
-from common.pruning import delete_in_slices
+from common.pruning import delete_before
 from order_service.outbox_repository import OutboxEvent, OutboxRepository
 
 log = structlog.get_logger(__name__)
@@ -170,12 +170,11 @@ class OutboxRelay:
     def prune(self, *, retention: timedelta, slice_size: int = 1000) -> int:
         """Deletes every sent event older than `retention`, one short transaction per slice,
         so the table stays bounded however fast events arrive and no lock is held for long."""
-        cutoff = self._clock() - retention
-        return delete_in_slices(
+        return delete_before(
             self._db,
-            lambda connection, limit: OutboxRepository(connection).delete_sent_before(
-                cutoff, limit
-            ),
+            OutboxRepository,
+            OutboxRepository.delete_sent_before,
+            self._clock() - retention,
             slice_size=slice_size,
         )
 

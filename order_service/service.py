@@ -33,7 +33,7 @@ from common.errors import (
 )
 from common.ids import new_id
 from common.money import MAX_AMOUNT, format_money
-from common.pruning import delete_in_slices
+from common.pruning import delete_before
 from order_service.attempt_journal import (
     ABANDONED,
     COMPLETED,
@@ -283,12 +283,11 @@ class OrderService:
 
     def prune_failed_attempts(self, *, retention: timedelta, slice_size: int = 1000) -> int:
         """Deletes failed attempts older than `retention`, a slice per short transaction."""
-        cutoff = self._clock() - retention
-        return delete_in_slices(
+        return delete_before(
             self._db,
-            lambda connection, limit: AttemptRepository(connection).delete_failed_before(
-                cutoff, limit
-            ),
+            AttemptRepository,
+            AttemptRepository.delete_failed_before,
+            self._clock() - retention,
             slice_size=slice_size,
         )
 

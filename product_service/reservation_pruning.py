@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from common.db import Database, utcnow
-from common.pruning import delete_in_slices
+from common.pruning import delete_before
 from product_service.repository import ReservationRepository
 
 
@@ -26,11 +26,10 @@ def prune_released_reservations(
     clock: Callable[[], datetime] = utcnow,
 ) -> int:
     """Deletes released reservation lines older than `retention`; returns how many."""
-    cutoff = clock() - retention
-    return delete_in_slices(
+    return delete_before(
         db,
-        lambda connection, limit: ReservationRepository(connection).delete_released_before(
-            cutoff, limit
-        ),
+        ReservationRepository,
+        ReservationRepository.delete_released_before,
+        clock() - retention,
         slice_size=slice_size,
     )
