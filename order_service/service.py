@@ -399,7 +399,7 @@ class OrderService:
     def _order(self, order_id: str) -> Order:
         with self._db.transaction() as connection:
             order = OrderRepository(connection).get(order_id)
-        assert order is not None, "a completed attempt always names its order"
+        assert order is not None, "orders are never deleted, and every caller saw this one"
         return order
 
     def _event(self, order: Order, event_type: str) -> OutboxEvent:
