@@ -177,6 +177,8 @@ def test_k8s_base_http_services():
     relay = _container(deployments["order-relay"])
     assert relay["args"] == ["python", "-m", "order_service", "worker"]
     assert relay["livenessProbe"]["exec"]["command"] == ["python", "-m", "order_service.heartbeat"]
+    assert {"name": "WORKER_METRICS_PORT", "value": "9100"} in relay["env"]
+    assert relay["ports"] == [{"name": "metrics", "containerPort": 9100}]
     assert relay["image"] == _container(deployments["order-service"])["image"]
 
 
