@@ -20,7 +20,6 @@ from tests.integration.orders.conftest import (
     KnownUsers,
     ProductServiceCatalog,
     held,
-    order_of,
     stock_of,
 )
 
@@ -43,16 +42,6 @@ def event_types(order_db: Database, order_id: str) -> list[str]:
 def mysql_only(database_backend) -> None:
     if database_backend != "mysql":
         pytest.skip("killing a connection from another one needs MySQL")
-
-
-@pytest.fixture
-def pending(orders, new_product):
-    def place(principal=CUSTOMER, quantity: int = 2, service: OrderService | None = None):
-        product = new_product(stock=5)
-        placed = (service or orders).place_order(order_of((product, quantity)), principal)
-        return placed.order, product
-
-    return place
 
 
 def test_a_cancel_names_its_reason_on_the_order_and_in_its_event(orders, pending, order_db):

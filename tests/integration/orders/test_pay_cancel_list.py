@@ -16,7 +16,6 @@ from tests.integration.orders.conftest import (
     CUSTOMER,
     OTHER_CUSTOMER,
     held,
-    order_of,
     stock_of,
 )
 
@@ -29,15 +28,6 @@ def event_types(order_db, order_id: str) -> list[str]:
         pairs = [(row.event_type, json.loads(row.payload)) for row in rows]
     assert all(payload["eventType"] == kind for kind, payload in pairs)
     return sorted(kind for kind, _ in pairs)
-
-
-@pytest.fixture
-def pending(orders, new_product):
-    def place(principal=CUSTOMER, quantity: int = 2):
-        product = new_product(stock=5)
-        return orders.place_order(order_of((product, quantity)), principal).order, product
-
-    return place
 
 
 def test_pay_is_repeatable_and_cancel_after_pay_is_refused(orders, pending, order_db, catalog):
