@@ -45,8 +45,15 @@ class ShopJSONProvider(DefaultJSONProvider):
 
 
 def create_base_app(
-    settings: CommonSettings, *, package: str, readiness_checks: ReadinessChecks
+    settings: CommonSettings,
+    *,
+    package: str,
+    readiness_checks: ReadinessChecks,
+    reported_checks: ReadinessChecks | None = None,
 ) -> Flask:
+    """`reported_checks` are dependencies the service can do without for a while (the order
+    service's queue, behind its outbox): readiness reports each as "ok" or "unreachable" under
+    its name in the body, and never fails for one."""
     configure_logging(settings.service_name, settings.log_level)
     app = Flask(package)
     app.json = ShopJSONProvider(app)
@@ -55,7 +62,7 @@ def create_base_app(
     _install_request_id(app)
     install_metrics(app, settings.service_name)
     register_error_handlers(app)
-    app.register_blueprint(_health_blueprint(readiness_checks))
+    app.register_blueprint(_health_blueprint(readiness_checks, reported_checks or {}))
     app.register_blueprint(_openapi_blueprint(package))
     return app
 
@@ -87,7 +94,9 @@ def _install_request_id(app: Flask) -> None:
         return response
 
 
-def _health_blueprint(readiness_checks: ReadinessChecks) -> Blueprint:
+def _health_blueprint(
+    readiness_checks: ReadinessChecks, reported_checks: ReadinessChecks
+) -> Blueprint:
     health = Blueprint("health", __name__)
 
     @health.get("/health")
@@ -102,9 +111,21 @@ def _health_blueprint(readiness_checks: ReadinessChecks) -> Blueprint:
             except Exception as exc:
                 log.warning("not_ready", dependency=name, error=str(exc))
                 raise ServiceUnavailable(f"The {name} does not answer.", retry_after_s=5) from exc
-        return jsonify(status="ok")
+        return jsonify(
+            status="ok",
+            **{name: _reachable(name, check) for name, check in reported_checks.items()},
+        )
 
     return health
+
+
+def _reachable(name: str, check: Callable[[], None]) -> str:
+    try:
+        check()
+    except Exception as exc:
+        log.warning("dependency_unreachable", dependency=name, error=str(exc))
+        return "unreachable"
+    return "ok"
 
 
 def _openapi_blueprint(package: str) -> Blueprint:

@@ -14,7 +14,7 @@ from common.ids import CANONICAL_UUID_PATTERN
 from common.inputs import JsonInt, json_body, query_params, require_distinct
 from common.pagination import PageQuery, page_of
 from order_service.clients import ReservationLine
-from order_service.repository import Order, OrderFilter
+from order_service.orders_repository import Order, OrderFilter
 from order_service.service import OrderService, PlaceOrder, order_representation
 
 api = Blueprint("orders", __name__)

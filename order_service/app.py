@@ -27,7 +27,9 @@ def create_app(settings: OrderSettings | None = None, *, keys: KeySource | None 
     app = create_base_app(
         settings,
         package="order_service",
-        readiness_checks={"order database": db.ping, "order-events queue": queue.ping},
+        # Readiness is the database only: the outbox keeps events while the queue is away.
+        readiness_checks={"order database": db.ping},
+        reported_checks={"queue": queue.ping},
     )
     keys = keys or JwksKeySource(
         settings.jwks_url,

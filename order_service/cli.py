@@ -7,7 +7,7 @@ import json
 import click
 
 from common.cli import service_cli
-from common.db import Database, isoformat
+from common.db import Database
 from order_service.app import MIGRATIONS_DIR
 from order_service.outbox import outbox_status
 from order_service.settings import OrderSettings
@@ -25,15 +25,14 @@ def worker() -> None:
 @cli.command("outbox-status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def outbox_status_command(as_json: bool) -> None:
-    """Events waiting to be relayed, the oldest of them, and the last one sent."""
+    """Events waiting to be relayed, the oldest of them, the last one sent, and parked ones."""
     status = outbox_status(Database.from_url(OrderSettings().database_url))
-    report = {
-        "pending": status.pending,
-        "oldestPendingAt": status.oldest_pending_at and isoformat(status.oldest_pending_at),
-        "lastSentAt": status.last_sent_at and isoformat(status.last_sent_at),
-    }
+    report = status.report()
     if as_json:
         click.echo(json.dumps(report))
-    else:
-        for name, value in report.items():
+        return
+    for name, value in report.items():
+        if name != "parkedEvents":
             click.echo(f"{name:<16} {value if value is not None else '-'}")
+    for event in status.first_parked:
+        click.echo(f"parked event     {event.event_id} {event.event_type} order {event.order_id}")

@@ -1,4 +1,4 @@
-"""Order use cases: the place-order saga with its journal, pay, cancel, and reading orders.
+"""Order use cases: the place-order saga with its journal, pay, the journalled cancel, reading.
 
 Placing an order spans three services, so it cannot be one transaction. The attempt journal
 makes it safe: every attempt is written (and committed) before any stock is touched, its id is
@@ -33,24 +33,28 @@ from common.errors import (
 )
 from common.ids import new_id
 from common.money import MAX_AMOUNT, format_money
-from order_service.clients import ProductCatalog, ReservationLine, UserDirectory
-from order_service.repository import (
+from common.pruning import delete_before
+from order_service.attempt_journal import (
     ABANDONED,
-    CANCELLED,
     COMPLETED,
     FAILED,
     IN_FLIGHT,
+    AttemptRepository,
+    OrderAttempt,
+)
+from order_service.clients import ProductCatalog, ReservationLine, UserDirectory
+from order_service.orders_repository import (
+    ADMIN_CANCEL,
+    CANCELLED,
+    CUSTOMER_CANCEL,
     PAID,
     PENDING,
-    AttemptRepository,
     Order,
-    OrderAttempt,
     OrderFilter,
     OrderLine,
     OrderRepository,
-    OutboxEvent,
-    OutboxRepository,
 )
+from order_service.outbox_repository import OutboxEvent, OutboxRepository
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -58,6 +62,8 @@ log = structlog.get_logger(__name__)
 ORDER_CREATED, ORDER_PAID, ORDER_CANCELLED = "order_created", "order_paid", "order_cancelled"
 # How long a client should wait before asking again about an attempt still in flight.
 IN_FLIGHT_RETRY_AFTER_S = 1
+# How long before a cancel whose release failed is worth asking for again.
+CANCEL_RETRY_AFTER_S = 5
 # The most orders one group commit writes together.
 GROUP_COMMIT_MAX = 16
 
@@ -89,6 +95,7 @@ def order_representation(order: Order) -> dict[str, object]:
             }
             for line in order.items
         ],
+        "cancelReason": order.cancel_reason,
         "createdAt": isoformat(order.created_at),
         "updatedAt": isoformat(order.updated_at),
     }
@@ -274,34 +281,104 @@ class OrderService:
             self.release_abandoned(attempt_id)
         return len(abandoned)
 
+    def prune_failed_attempts(self, *, retention: timedelta, slice_size: int = 1000) -> int:
+        """Deletes failed attempts older than `retention`, a slice per short transaction."""
+        return delete_before(
+            self._db,
+            AttemptRepository,
+            AttemptRepository.delete_failed_before,
+            self._clock() - retention,
+            slice_size=slice_size,
+        )
+
     # -- pay and cancel ---------------------------------------------------------------------
 
-    def pay_order(self, order_id: str, principal: Principal) -> Order:
-        return self._settle(order_id, principal, PAID)
-
-    def cancel_order(self, order_id: str, principal: Principal) -> Order:
-        return self._settle(order_id, principal, CANCELLED)
-
     @retry_on_deadlock
-    def _settle(self, order_id: str, principal: Principal, status: str) -> Order:
-        """PENDING becomes PAID or CANCELLED once; the same move again is answered with the
-        order as it is, the other move is a conflict."""
+    def pay_order(self, order_id: str, principal: Principal) -> Order:
+        """One short transaction: PENDING becomes PAID with its event. Paying again answers
+        the paid order; a cancelled order, or one whose cancel has begun, is a conflict."""
         with self._db.transaction() as connection:
             orders = OrderRepository(connection)
-            # The row lock makes a concurrent pay or cancel wait, so only one of them wins.
+            # The row lock makes a concurrent pay, or a cancel beginning, wait: one of them wins.
             order = _visible(orders.get(order_id, for_update=True), principal)
-            if order.status == status:
+            if order.status == PAID:
                 return order
-            if order.status != PENDING:
-                raise Conflict(f"The order is {order.status.lower()}; it can no longer change.")
-            if status == CANCELLED:
-                # Released while the lock is held: if the product service is down this raises,
-                # the transaction rolls back and the order stays PENDING with its stock held.
-                self._catalog.release(order.reservation_id)
-            changed = replace(order, status=status, updated_at=self._clock())
-            orders.set_status(order.id, status, changed.updated_at)
-            OutboxRepository(connection).add(self._event(changed, _EVENT_OF_STATUS[status]))
-        return changed
+            if order.status != PENDING or order.cancelling:
+                raise Conflict("The order is cancelled or being cancelled; it cannot be paid.")
+            paid = replace(order, status=PAID, updated_at=self._clock())
+            orders.set_status(order.id, PAID, paid.updated_at)
+            OutboxRepository(connection).add(self._event(paid, ORDER_PAID))
+        return paid
+
+    def cancel_order(self, order_id: str, principal: Principal) -> Order:
+        reason = ADMIN_CANCEL if principal.is_admin else CUSTOMER_CANCEL
+        return self.cancel(order_id, reason, principal=principal)
+
+    def cancel(self, order_id: str, reason: str, *, principal: Principal | None = None) -> Order:
+        """The journalled cancel, whoever starts it (`principal` None: the system itself):
+        (1) the reason is committed on the order, which stays PENDING but can no longer be
+        paid; (2) the reservation is released with no row lock or connection held; (3) the
+        order becomes CANCELLED with its event. Whatever fails after (1) leaves a begun cancel
+        that a repeat, or the worker's `finish_begun_cancels`, carries on; the release is
+        idempotent, so the stock comes back exactly once."""
+        order = self._begin_cancel(order_id, reason, principal)
+        if order.status == CANCELLED:
+            return order
+        self._release_for_cancel(order)
+        return self._finish_cancel(order)
+
+    def finish_begun_cancels(self, *, begun_before_s: float, limit: int = 100) -> int:
+        """The worker's part: cancels begun at least `begun_before_s` ago and not finished (a
+        release that failed, a process that died) are carried on, at most `limit` a round.
+        Returns how many it finished; stops at the first release that fails."""
+        cutoff = self._clock() - timedelta(seconds=begun_before_s)
+        with self._db.transaction() as connection:
+            begun = OrderRepository(connection).cancels_begun_before(cutoff, limit)
+        for order in begun:
+            self._catalog.release(order.reservation_id)
+            self._finish_cancel(order)
+        return len(begun)
+
+    @retry_on_deadlock
+    def _begin_cancel(self, order_id: str, reason: str, principal: Principal | None) -> Order:
+        """Step (1): returns the order as the cancel goes on with it (already CANCELLED, or
+        PENDING with the first cancel's reason, which a later one never replaces)."""
+        with self._db.transaction() as connection:
+            orders = OrderRepository(connection)
+            # The row lock orders this against a pay at the same moment: one of them wins.
+            order = orders.get(order_id, for_update=True)
+            order = _visible(order, principal) if principal else _existing(order)
+            if order.status == PAID:
+                raise Conflict("The order is paid; it can no longer be cancelled.")
+            if order.status == CANCELLED or order.cancelling:
+                return order
+            now = self._clock()
+            orders.begin_cancel(order.id, reason, now)
+        return replace(order, cancel_reason=reason, updated_at=now)
+
+    def _release_for_cancel(self, order: Order) -> None:
+        """Step (2), with no database connection held: a slow product service holds up this
+        cancel only, never the pool or the order's row."""
+        try:
+            self._catalog.release(order.reservation_id)
+        except Exception as exc:
+            log.warning("cancel_left_for_the_worker", order_id=order.id, exc_info=True)
+            raise ServiceUnavailable(
+                "The cancel has begun but its stock could not be released yet; the order can "
+                "no longer be paid, and the cancel finishes on its own or when asked again.",
+                retry_after_s=CANCEL_RETRY_AFTER_S,
+            ) from exc
+
+    @retry_on_deadlock
+    def _finish_cancel(self, order: Order) -> Order:
+        """Step (3): CANCELLED and its event in one transaction, by whichever finisher comes
+        first (a repeated cancel and the worker may race; the other reads the result)."""
+        cancelled = replace(order, status=CANCELLED, updated_at=self._clock())
+        with self._db.transaction() as connection:
+            if OrderRepository(connection).finish_cancel(order.id, cancelled.updated_at):
+                OutboxRepository(connection).add(self._event(cancelled, ORDER_CANCELLED))
+                return cancelled
+        return self._order(order.id)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -322,7 +399,7 @@ class OrderService:
     def _order(self, order_id: str) -> Order:
         with self._db.transaction() as connection:
             order = OrderRepository(connection).get(order_id)
-        assert order is not None, "a completed attempt always names its order"
+        assert order is not None, "orders are never deleted, and every caller saw this one"
         return order
 
     def _event(self, order: Order, event_type: str) -> OutboxEvent:
@@ -334,6 +411,8 @@ class OrderService:
             "orderId": order.id,
             **{k: v for k, v in order_representation(order).items() if k in _EVENT_FIELDS},
         }
+        if event_type == ORDER_CANCELLED:
+            body["reason"] = order.cancel_reason
         return OutboxEvent(
             id=event_id,
             event_type=event_type,
@@ -345,7 +424,6 @@ class OrderService:
 
 
 _EVENT_FIELDS = ("userId", "status", "totalAmount", "items")
-_EVENT_OF_STATUS = {PAID: ORDER_PAID, CANCELLED: ORDER_CANCELLED}
 
 
 def _orderer(command: PlaceOrder, principal: Principal) -> str:
@@ -382,5 +460,11 @@ def _answer_for_earlier(earlier: OrderAttempt, request_hash: str) -> str:
 def _visible(order: Order | None, principal: Principal) -> Order:
     """Another customer's order is answered exactly like one that does not exist."""
     if order is None or not (principal.is_admin or order.user_id == principal.user_id):
+        raise NotFound("No such order.")
+    return order
+
+
+def _existing(order: Order | None) -> Order:
+    if order is None:
         raise NotFound("No such order.")
     return order

@@ -34,5 +34,14 @@ class OrderSettings(CommonSettings):
     relay_threads: int = Field(default=2, ge=1, le=16)
     relay_idle_poll_s: float = Field(default=0.1, gt=0)
     outbox_retention_hours: float = Field(default=168, gt=0)
+    # An event SQS refuses (for what it is) this many times is parked, never claimed again.
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    # A cancel begun this long ago and not finished (its release failed, or its process
+    # died) is finished by the worker; a cancel in progress normally ends within a second.
+    cancel_finish_after_s: float = Field(default=10, gt=0)
+    # Failed attempts (nothing was placed; only their key remains) are deleted after this.
+    failed_attempt_retention_hours: float = Field(default=168, gt=0)
+    # The worker serves its Prometheus metrics on this port; 0 serves none.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     # Touched by the worker while it relays; its liveness probe reads the same variable.
     worker_heartbeat_file: str = DEFAULT_HEARTBEAT_FILE

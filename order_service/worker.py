@@ -1,8 +1,11 @@
-"""`python -m order_service worker`: the outbox relay, plus the repair of lost attempts.
+"""`python -m order_service worker`: the outbox relay, plus upkeep: the repair of lost
+attempts, the end of cancels left unfinished, and pruning.
 
 Several relay threads (and any number of worker replicas) claim disjoint batches with
 SKIP LOCKED. A thread that finds a full batch goes straight on; an idle one sleeps briefly; one
-that cannot reach SQS or the database backs off, up to a few seconds, and tries again.
+that cannot reach SQS or the database backs off, up to a few seconds, and tries again. Each
+upkeep step runs on its own schedule and fails on its own: one that raises is logged and tried
+again next time, and never keeps the others from running.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import start_http_server
 
 from common.db import Database
 from common.logs import configure_logging
@@ -26,19 +32,32 @@ from order_service.settings import OrderSettings
 
 log = structlog.get_logger(__name__)
 _MAX_BACKOFF_S = 5.0
-_REPAIR_EVERY_S = 1.0
+_UPKEEP_TICK_S = 1.0
 _PRUNE_EVERY_S = 60.0
+# The most cancels the worker finishes in one round (one release call each).
+_CANCELS_PER_ROUND = 100
 
 
 class Worker:
     def __init__(self, settings: OrderSettings) -> None:
         self._settings = settings
         db = Database.from_url(settings.database_url, pool_size=settings.relay_threads + 2)
-        self._relay = OutboxRelay(db, event_queue(settings), batch_size=settings.relay_batch_size)
+        self._relay = OutboxRelay(
+            db,
+            event_queue(settings),
+            batch_size=settings.relay_batch_size,
+            max_attempts=settings.outbox_max_attempts,
+        )
         self._orders: OrderService = order_service(settings, db)
         self.stopping = threading.Event()
         # When each relay thread last came round its loop; the heartbeat needs all of them.
         self._looped_at = [time.monotonic()] * settings.relay_threads
+        self.upkeep = [
+            UpkeepStep("repair_attempts", _UPKEEP_TICK_S, self._repair_attempts),
+            UpkeepStep("finish_cancels", _UPKEEP_TICK_S, self._finish_cancels),
+            UpkeepStep("prune_outbox", _PRUNE_EVERY_S, self._prune_outbox),
+            UpkeepStep("prune_failed_attempts", _PRUNE_EVERY_S, self._prune_failed_attempts),
+        ]
 
     def run(self) -> None:
         threads = [
@@ -46,6 +65,8 @@ class Worker:
             for n in range(self._settings.relay_threads)
         ]
         threads.append(threading.Thread(target=self._upkeep_loop, name="upkeep", daemon=True))
+        if self._settings.worker_metrics_port:
+            start_http_server(self._settings.worker_metrics_port)
         for thread in threads:
             thread.start()
         log.info("worker_started", relay_threads=self._settings.relay_threads)
@@ -68,22 +89,34 @@ class Worker:
                 self.stopping.wait(self._settings.relay_idle_poll_s)
 
     def _upkeep_loop(self) -> None:
-        since_prune = _PRUNE_EVERY_S  # prune once at start
-        while not self.stopping.wait(_REPAIR_EVERY_S):
-            since_prune += _REPAIR_EVERY_S
+        while not self.stopping.wait(_UPKEEP_TICK_S):
             self._beat_if_relaying()
-            try:
-                released = self._orders.repair_attempts(
-                    stale_after_s=self._settings.attempt_repair_after_s
-                )
-                if released:
-                    log.info("attempts_repaired", released=released)
-                if since_prune >= _PRUNE_EVERY_S:
-                    since_prune = 0
-                    retention = timedelta(hours=self._settings.outbox_retention_hours)
-                    self._relay.prune(retention=retention)
-            except Exception as exc:
-                log.warning("upkeep_failed", error=str(exc))
+            self.run_upkeep_due(time.monotonic())
+
+    def run_upkeep_due(self, now: float) -> None:
+        for step in self.upkeep:
+            step.run_if_due(now)
+
+    def _repair_attempts(self) -> None:
+        released = self._orders.repair_attempts(stale_after_s=self._settings.attempt_repair_after_s)
+        if released:
+            log.info("attempts_repaired", released=released)
+
+    def _finish_cancels(self) -> None:
+        finished = self._orders.finish_begun_cancels(
+            begun_before_s=self._settings.cancel_finish_after_s, limit=_CANCELS_PER_ROUND
+        )
+        if finished:
+            log.info("cancels_finished", finished=finished)
+
+    def _prune_outbox(self) -> None:
+        self._relay.prune(retention=timedelta(hours=self._settings.outbox_retention_hours))
+
+    def _prune_failed_attempts(self) -> None:
+        retention = timedelta(hours=self._settings.failed_attempt_retention_hours)
+        pruned = self._orders.prune_failed_attempts(retention=retention)
+        if pruned:
+            log.info("failed_attempts_pruned", deleted=pruned)
 
     def _beat_if_relaying(self) -> None:
         """A relay thread stuck in a call that never returns stops the heartbeat, so the
@@ -93,6 +126,25 @@ class Worker:
                 beat(Path(self._settings.worker_heartbeat_file))
             except OSError as exc:
                 log.warning("heartbeat_not_written", error=str(exc))
+
+
+@dataclass
+class UpkeepStep:
+    """One upkeep chore on its own schedule; due at once, then every `every_s`."""
+
+    name: str
+    every_s: float
+    run: Callable[[], None]
+    due_at: float = 0.0
+
+    def run_if_due(self, now: float) -> None:
+        if now < self.due_at:
+            return
+        self.due_at = now + self.every_s
+        try:
+            self.run()
+        except Exception as exc:
+            log.warning("upkeep_failed", step=self.name, error=str(exc))
 
 
 class _Backoff:

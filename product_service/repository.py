@@ -14,6 +14,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
 from common.db import UtcDateTime
+from common.pruning import delete_where
 
 metadata = sa.MetaData()
 
@@ -324,6 +325,13 @@ class ReservationRepository:
                 _RELEASE_HELD_LINE,
                 {"of_reservation": reservation_id, "of_product": product_id, "now": now},
             )
+
+    def delete_released_before(self, cutoff: datetime, limit: int) -> int:
+        """Released lines (and release markers) last touched before `cutoff`, up to `limit`."""
+        released_long_ago = sa.and_(
+            reservations.c.state == RELEASED, reservations.c.updated_at < cutoff
+        )
+        return delete_where(self._db, reservations, released_long_ago, limit)
 
 
 # The statements every reservation and release runs, built once (see _lock_stock_statement).

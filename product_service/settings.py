@@ -14,3 +14,6 @@ class ProductSettings(CommonSettings):
     database_password: str | None = Field(
         default=None, validation_alias=database_password_alias("PRODUCT")
     )
+    # Released reservation lines outlive any late retry of their reservation by far after
+    # this long; `prune-reservations` deletes them then.
+    released_reservation_retention_hours: float = Field(default=168, gt=0)

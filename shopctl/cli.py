@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 
-from common.db import isoformat
 from shopctl import queues
 from shopctl.compose_secrets import init_secrets
 from shopctl.config import Endpoints, QueueSettings, admin_credentials
@@ -167,21 +166,16 @@ def outbox() -> None:
     help="The order database (default: $ORDER_DATABASE_URL, else make run's SQLite file).",
 )
 def outbox_status(as_json: bool, database_url: str | None) -> None:
-    """Pending events, the oldest pending one, and when the relay last sent one."""
+    """Pending events, the oldest pending one, when the relay last sent one, and the events
+    parked after SQS refused them too often."""
     # The order service's own code: in the order image (and a checkout), not the others.
     from shopctl.outbox import order_database_url, read_outbox
 
-    report = read_outbox(order_database_url(database_url))
-    oldest = isoformat(report.oldest_pending_at) if report.oldest_pending_at else None
-    last_sent = isoformat(report.last_sent_at) if report.last_sent_at else None
+    report = read_outbox(order_database_url(database_url)).report()
     if as_json:
-        click.echo(
-            json.dumps(
-                {"pending": report.pending, "oldestPendingAt": oldest, "lastSentAt": last_sent}
-            )
-        )
+        click.echo(json.dumps(report))
     else:
-        click.echo(format_outbox_status(report.pending, oldest, last_sent))
+        click.echo(format_outbox_status(report))
 
 
 @cli.group()

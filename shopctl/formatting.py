@@ -123,13 +123,18 @@ def format_event(body: Mapping[str, Any], attributes: Mapping[str, str] | None =
     return "  ".join(parts)
 
 
-def format_outbox_status(
-    pending: int, oldest_pending_at: str | None, last_sent_at: str | None
-) -> str:
-    return "\n".join(
-        [
-            f"pending        {pending}",
-            f"oldest pending {oldest_pending_at or '-'}",
-            f"last sent      {last_sent_at or '-'}",
-        ]
-    )
+def format_outbox_status(report: Mapping[str, Any]) -> str:
+    """The order service's outbox report (`OutboxStatus.report()`), one fact a line; each
+    parked event (SQS refused it too often, the relay no longer tries it) on a line of its own."""
+    lines = [
+        f"pending        {report['pending']}",
+        f"oldest pending {report['oldestPendingAt'] or '-'}",
+        f"last sent      {report['lastSentAt'] or '-'}",
+        f"parked         {report['parked']}",
+    ]
+    lines += [
+        f"  parked {event['parkedAt']}  {event['eventType']}  order {short_id(event['orderId'])}"
+        f"  event {event['eventId']}  after {event['attempts']} refusals"
+        for event in report["parkedEvents"]
+    ]
+    return "\n".join(lines)

@@ -264,9 +264,15 @@ def test_k8s_base_http_services():
         job = _container(jobs[f"{name}-migrate"])
         assert job["args"] == ["python", "-m", package, "prestart"]
         assert job["image"] == container["image"]
+    prune = _base("CronJob")["product-service-prune"]["spec"]["jobTemplate"]
+    prune_container = _container(prune)
+    assert prune_container["args"] == ["python", "-m", "product_service", "prune-reservations"]
+    assert prune_container["image"] == _container(deployments["product-service"])["image"]
     relay = _container(deployments["order-relay"])
     assert relay["args"] == ["python", "-m", "order_service", "worker"]
     assert relay["livenessProbe"]["exec"]["command"] == ["python", "-m", "order_service.heartbeat"]
+    assert {"name": "WORKER_METRICS_PORT", "value": "9100"} in relay["env"]
+    assert relay["ports"] == [{"name": "metrics", "containerPort": 9100}]
     assert relay["image"] == _container(deployments["order-service"])["image"]
 
 

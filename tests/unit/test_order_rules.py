@@ -8,8 +8,8 @@ import pytest
 
 from common.auth import Principal
 from common.errors import Conflict, Forbidden, ServiceUnavailable, Unprocessable
+from order_service.attempt_journal import COMPLETED, FAILED, IN_FLIGHT, OrderAttempt
 from order_service.clients import ReservationLine, _reservation_outcome
-from order_service.repository import COMPLETED, FAILED, IN_FLIGHT, OrderAttempt
 from order_service.service import PlaceOrder, _answer_for_earlier, _orderer, _request_hash
 from order_service.worker import _Backoff
 

@@ -92,10 +92,28 @@ def test_short_ids_keep_the_distinct_tail():
 
 
 def test_outbox_status_lines():
-    assert format_outbox_status(3, "2026-11-27T04:00:00", None).splitlines() == [
+    report = {
+        "pending": 3,
+        "oldestPendingAt": "2026-11-27T04:00:00",
+        "lastSentAt": None,
+        "parked": 1,
+        "parkedEvents": [
+            {
+                "eventId": "0190a1b2-0000-7000-8000-000000000001",
+                "eventType": "order_created",
+                "orderId": "0190a1b2-0000-7000-8000-0000000000aa",
+                "attempts": 10,
+                "parkedAt": "2026-11-27T04:01:00Z",
+            }
+        ],
+    }
+    assert format_outbox_status(report).splitlines() == [
         "pending        3",
         "oldest pending 2026-11-27T04:00:00",
         "last sent      -",
+        "parked         1",
+        "  parked 2026-11-27T04:01:00Z  order_created  order …0000000000aa  "
+        "event 0190a1b2-0000-7000-8000-000000000001  after 10 refusals",
     ]
 
 

@@ -120,7 +120,9 @@ class OrderPlacer:
 def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
     own_order_stack, catalog, admin, new_customer, new_product
 ):
-    order_env = own_order_stack.environment(catalog.url, ATTEMPT_REPAIR_AFTER_S="2")
+    order_env = own_order_stack.environment(
+        catalog.url, ATTEMPT_REPAIR_AFTER_S="2", CANCEL_FINISH_AFTER_S="1"
+    )
     orders = own_order_stack.service(order_env, name="order_service-outage")
     own_order_stack.worker(order_env, name="order_worker-outage")
     products = [new_product(stock=100_000, url=catalog.url) for _ in range(3)]
@@ -131,11 +133,14 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
     with OrderPlacer(orders.url, buyers, products) as placer:
         time.sleep(1.5)
         catalog.kill()
-        # Cancelling cannot give the stock back now: 503, and the order stays as it was.
+        # Cancelling cannot give the stock back now: 503, and the cancel has begun: the order
+        # shows PENDING with its reason, and can no longer be paid.
         refused = transition(orders.url, buyers[0], to_cancel["id"], "cancel")
         assert_problem(refused, 503)
         assert int(refused.headers["Retry-After"]) >= 1
-        assert get_order(orders.url, buyers[0], to_cancel["id"]).json()["status"] == "PENDING"
+        begun = get_order(orders.url, buyers[0], to_cancel["id"]).json()
+        assert (begun["status"], begun["cancelReason"]) == ("PENDING", "customer")
+        assert_problem(transition(orders.url, buyers[0], to_cancel["id"], "pay"), 409)
         # A client that retries with its Idempotency-Key, as a 503 invites it to.
         key = random_id()
         first_try = place_order(orders.url, buyers[1], [line(products[1], 4)], key=key)
@@ -143,8 +148,15 @@ def test_orders_placed_while_the_product_service_dies_leave_no_stock_held(
         time.sleep(2.5)
         catalog.start()
         time.sleep(1.5)
+    # The worker finishes the begun cancel once the product service is back.
+    eventually(
+        lambda: get_order(orders.url, buyers[0], to_cancel["id"]).json()["status"] == "CANCELLED",
+        timeout_s=20,
+        what="the worker to finish the begun cancel",
+    )
     cancelled = transition(orders.url, buyers[0], to_cancel["id"], "cancel")
     assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["cancelReason"] == "customer"
     retries: list[requests.Response] = []
 
     def retried() -> bool:
@@ -220,8 +232,10 @@ def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
         while time.monotonic() - started < 10:
             during.append(placed(order_service.url, customer, [line(product)])["id"])
             time.sleep(0.1)
-        not_ready = conforming(requests.get(f"{order_service.url}/health/ready", timeout=20))
-        assert not_ready.status_code == 503, not_ready.text
+        # Still ready: the outbox holds the events, so the service stays in service.
+        ready = conforming(requests.get(f"{order_service.url}/health/ready", timeout=20))
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {"status": "ok", "queue": "unreachable"}
         assert outbox_pending(order_service_env) >= len(during)
     finally:
         local_sqs.start()
@@ -236,6 +250,7 @@ def test_events_of_orders_placed_while_sqs_is_down_arrive_once_it_is_back(
         assert [e.event_type for e in events.values()] == ["order_created"], events
     ready = conforming(requests.get(f"{order_service.url}/health/ready", timeout=20))
     assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ok", "queue": "ok"}
     eventually(lambda: outbox_pending(order_service_env) == 0, what="an empty outbox")
 
 

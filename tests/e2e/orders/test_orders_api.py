@@ -199,6 +199,7 @@ def test_an_archived_product_cannot_be_ordered_but_its_orders_still_resolve(
     assert get_order(order_service.url, customer, order["id"]).status_code == 200
     cancelled = transition(order_service.url, customer, order["id"], "cancel")
     assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["cancelReason"] == "customer"
     assert stock_of(product_service.url, product) == 10
 
 
@@ -488,7 +489,8 @@ def test_an_admin_pays_and_cancels_anyones_order(order_service, admin, new_custo
     to_cancel = placed(order_service.url, buyer, [line(product)])
     assert transition(order_service.url, admin, to_pay["id"], "pay").json()["status"] == "PAID"
     cancelled = transition(order_service.url, admin, to_cancel["id"], "cancel")
-    assert cancelled.json()["status"] == "CANCELLED"
+    assert (cancelled.json()["status"], cancelled.json()["cancelReason"]) == ("CANCELLED", "admin")
+    assert get_order(order_service.url, buyer, to_pay["id"]).json()["cancelReason"] is None
 
 
 # --- idempotency ------------------------------------------------------------------------------
@@ -625,6 +627,8 @@ def test_cancel_publishes_order_cancelled_once(
     assert cancelled.attributes["eventType"] == "order_cancelled"
     assert cancelled.body["status"] == "CANCELLED"
     assert cancelled.body["userId"] == customer.id
+    assert cancelled.body["reason"] == "customer"
+    assert set(cancelled.body) == EVENT_BODY_FIELDS | {"reason"}
     time.sleep(1.0)
     assert order_events.event_types(order["id"]) == ["order_cancelled", "order_created"]
 
@@ -694,7 +698,7 @@ def test_health_readiness_metrics_and_the_document(
     assert get("/health").json() == {"status": "ok"}
     ready = get("/health/ready")
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {"status": "ok"}
+    assert ready.json() == {"status": "ok", "queue": "ok"}
     metrics = get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["Content-Type"].startswith("text/plain")

@@ -16,7 +16,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from order_service.repository import outbox
+from order_service.tables import outbox
 from tests.e2e.shopctl.conftest import closed_url, shopctl
 from tests.support.processes import run_cli
 
@@ -120,22 +120,27 @@ def test_outbox_status_counts_pending_and_names_the_oldest_and_last_sent(databas
     url = databases.create("shopctl_outbox")
     run_cli("order_service", "prestart", env={"ORDER_DATABASE_URL": url})
     base = dt.datetime(2026, 11, 27, 4, 0, 0, 123456, tzinfo=dt.UTC)
+    parked_id, parked_order = str(uuid.uuid4()), str(uuid.uuid4())
     rows = [
-        (base, None),
-        (base + dt.timedelta(seconds=5), None),
-        (base - dt.timedelta(minutes=1), base - dt.timedelta(seconds=30)),
+        (str(uuid.uuid4()), base, None, None),
+        (str(uuid.uuid4()), base + dt.timedelta(seconds=5), None, None),
+        (str(uuid.uuid4()), base - dt.timedelta(minutes=1), base - dt.timedelta(seconds=30), None),
+        # SQS refused it ten times: parked, not pending, and listed for the operator.
+        (parked_id, base - dt.timedelta(minutes=2), None, base - dt.timedelta(minutes=1)),
     ]
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        for created_at, sent_at in rows:
+        for event_id, created_at, sent_at, parked_at in rows:
             connection.execute(
                 sa.insert(outbox).values(
-                    id=str(uuid.uuid4()),
+                    id=event_id,
                     event_type="order_created",
-                    order_id=str(uuid.uuid4()),
+                    order_id=parked_order if event_id == parked_id else str(uuid.uuid4()),
                     payload="{}",
                     created_at=created_at,
                     sent_at=sent_at,
+                    attempts=10 if parked_at else 0,
+                    parked_at=parked_at,
                 )
             )
     engine.dispose()
@@ -146,9 +151,22 @@ def test_outbox_status_counts_pending_and_names_the_oldest_and_last_sent(databas
         "pending": 2,
         "oldestPendingAt": "2026-11-27T04:00:00.123456Z",
         "lastSentAt": "2026-11-27T03:59:30.123456Z",
+        "parked": 1,
+        "parkedEvents": [
+            {
+                "eventId": parked_id,
+                "eventType": "order_created",
+                "orderId": parked_order,
+                "attempts": 10,
+                "parkedAt": "2026-11-27T03:59:00.123456Z",
+            }
+        ],
     }
     pretty = shopctl("outbox", "status", "--database-url", url, env={})
-    assert pretty.stdout.splitlines()[0] == "pending        2"
+    lines = pretty.stdout.splitlines()
+    assert lines[0] == "pending        2"
+    assert lines[3] == "parked         1"
+    assert parked_id in lines[4]
 
 
 @pytest.mark.parametrize(

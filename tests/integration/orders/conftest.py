@@ -107,6 +107,18 @@ def new_product(catalog):
     return create
 
 
+@pytest.fixture
+def pending(orders, new_product):
+    """Places a PENDING order of one fresh product (stock 5): returns (order, product id)."""
+
+    def place(principal=CUSTOMER, quantity: int = 2, service: OrderService | None = None):
+        product = new_product(stock=5)
+        placed = (service or orders).place_order(order_of((product, quantity)), principal)
+        return placed.order, product
+
+    return place
+
+
 def order_of(*lines: tuple[str, int], key: str | None = None, user_id: str | None = None):
     return PlaceOrder(user_id, tuple(ReservationLine(p, q) for p, q in lines), key)
 

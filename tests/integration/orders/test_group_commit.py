@@ -15,21 +15,17 @@ from sqlalchemy.exc import IntegrityError
 from common.db import utcnow
 from common.errors import ServiceUnavailable
 from common.ids import new_id
-from order_service.repository import (
+from order_service.attempt_journal import (
     ABANDONED,
     COMPLETED,
     IN_FLIGHT,
-    PENDING,
     AttemptRepository,
-    Order,
     OrderAttempt,
-    OrderLine,
-    order_attempts,
-    order_items,
-    outbox,
 )
-from order_service.repository import orders as orders_table
+from order_service.orders_repository import PENDING, Order, OrderLine
 from order_service.service import _Record
+from order_service.tables import order_attempts, order_items, outbox
+from order_service.tables import orders as orders_table
 from tests.integration.orders.conftest import CUSTOMER, order_of
 
 WAIT_S = 20

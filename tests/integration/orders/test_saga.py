@@ -11,20 +11,17 @@ import sqlalchemy as sa
 from common.db import utcnow
 from common.errors import Conflict, Forbidden, ServiceUnavailable, Unprocessable
 from common.ids import new_id
-from order_service.repository import (
+from order_service.attempt_journal import (
     ABANDONED,
     COMPLETED,
     FAILED,
     IN_FLIGHT,
     AttemptRepository,
     OrderAttempt,
-    order_attempts,
-    outbox,
-)
-from order_service.repository import (
-    orders as orders_table,
 )
 from order_service.service import _request_hash
+from order_service.tables import order_attempts, outbox
+from order_service.tables import orders as orders_table
 from tests.integration.orders.conftest import (
     ADMIN,
     CUSTOMER,
@@ -262,14 +259,14 @@ def test_an_attempt_the_worker_claimed_never_becomes_an_order(
 def test_a_database_failure_at_the_end_leaves_nothing_held(
     orders, catalog, new_product, product_db, monkeypatch
 ):
-    from order_service import repository
+    from order_service import orders_repository
 
     product = new_product(stock=4)
 
     def broken_add(self, new_orders):
         raise sa.exc.OperationalError("INSERT", {}, Exception(2013, "Lost connection"))
 
-    monkeypatch.setattr(repository.OrderRepository, "add_each", broken_add)
+    monkeypatch.setattr(orders_repository.OrderRepository, "add_each", broken_add)
     with pytest.raises(sa.exc.OperationalError):
         orders.place_order(order_of((product, 1)), CUSTOMER)
     assert held(product_db, product) == 0
