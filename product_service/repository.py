@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +13,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
 from common.db import UtcDateTime
+from product_service.search_words import MAX_WORD_LENGTH, index_terms
 
 metadata = sa.MetaData()
 
@@ -43,13 +43,28 @@ reservations = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# The search index: one row per (term, product) for every term of `index_terms`, kept in the
+# transaction that writes the product's text, and only for products not archived. Terms are
+# already folded, so they compare byte for byte: a binary collation on MySQL, SQLite's default.
+product_search_terms = sa.Table(
+    "product_search_terms",
+    metadata,
+    sa.Column(
+        "term",
+        sa.String(MAX_WORD_LENGTH).with_variant(
+            mysql.VARCHAR(MAX_WORD_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"), "mysql"
+        ),
+        primary_key=True,
+    ),
+    sa.Column("product_id", sa.String(36), primary_key=True),
+    sa.Index("ix_product_search_terms_product", "product_id"),
+)
+
 HELD, RELEASED = "held", "released"
 # Every batch reservation also writes a line for this id: a retried batch collides on it, and
 # a release that arrives before its reservation leaves it behind as `released`, so the late
 # reservation is refused instead of holding stock that nobody will ever give back.
 BATCH_MARKER = "00000000-0000-0000-0000-000000000000"
-# InnoDB's FULLTEXT index skips words shorter than innodb_ft_min_token_size (3 by default).
-_FULLTEXT_MIN_WORD = 3
 
 
 @dataclass(frozen=True)
@@ -92,7 +107,8 @@ class StockLevel:
 
 @dataclass(frozen=True)
 class SearchFilter:
-    q: str | None = None
+    # Folded query words (search_words.query_words), the most selective first.
+    words: tuple[str, ...] = ()
     min_price: Decimal | None = None
     max_price: Decimal | None = None
     in_stock: bool | None = None
@@ -140,6 +156,7 @@ class ProductRepository:
                 updated_at=product.updated_at,
             )
         )
+        self._add_search_terms(product.id, _search_terms_of(product))
 
     def get(self, product_id: str, *, for_update: bool = False) -> Product | None:
         query = sa.select(*_PRODUCT_COLUMNS).where(products.c.id == product_id)
@@ -162,44 +179,17 @@ class ProductRepository:
     def search(self, search: SearchFilter, after_id: str | None, limit: int) -> list[Product]:
         """Active products matching every criterion, in id (creation) order, `limit` at most."""
         conditions: list[sa.ColumnElement[bool]] = [products.c.archived_at.is_(None)]
-        if after_id is not None:
-            conditions.append(products.c.id > after_id)
         if search.min_price is not None:
             conditions.append(products.c.price >= search.min_price)
         if search.max_price is not None:
             conditions.append(products.c.price <= search.max_price)
         if search.in_stock is not None:
             conditions.append(products.c.stock > 0 if search.in_stock else products.c.stock == 0)
-        if search.q is not None:
-            conditions.append(self._text_matches(search.q))
-        query = sa.select(*_PRODUCT_COLUMNS).where(*conditions).order_by(products.c.id)
-        return [_product(row) for row in self._db.execute(query.limit(limit))]
-
-    def _text_matches(self, q: str) -> sa.ColumnElement[bool]:
-        """Every word of `q` must occur in the name or the description; `q` is only ever bound."""
-        words = re.findall(r"\w+", q)
-        if not words:
-            return sa.false()
-        indexed: list[str] = []
-        conditions: list[sa.ColumnElement[bool]] = []
-        for word in words:
-            if self._db.dialect.name == "mysql" and len(word) >= _FULLTEXT_MIN_WORD:
-                indexed.append(word)
-            else:
-                pattern = "%" + _escape_like(word) + "%"
-                conditions.append(
-                    sa.or_(
-                        products.c.name.like(pattern, escape="\\"),
-                        products.c.description.like(pattern, escape="\\"),
-                    )
-                )
-        if indexed:
-            # Boolean mode: "+word*" requires a word that starts with it. The words are \w+
-            # only, so no search operator can come from the client.
-            terms = " ".join(f"+{word}*" for word in indexed)
-            matches = mysql.match(products.c.name, products.c.description, against=terms)
-            conditions.append(matches.in_boolean_mode())
-        return sa.and_(*conditions)
+        query, paged_id = _word_search(search.words) if search.words else (_LISTING, products.c.id)
+        if after_id is not None:
+            conditions.append(paged_id > after_id)
+        query = query.where(*conditions).order_by(paged_id).limit(limit)
+        return [_product(row) for row in self._db.execute(query)]
 
     def update(self, product: Product) -> None:
         self._db.execute(
@@ -213,6 +203,7 @@ class ProductRepository:
                 updated_at=product.updated_at,
             )
         )
+        self._replace_search_terms(product)
 
     def archive(self, product_id: str, now: datetime) -> None:
         self._db.execute(
@@ -220,6 +211,34 @@ class ProductRepository:
             .where(products.c.id == product_id, products.c.archived_at.is_(None))
             .values(archived_at=now, updated_at=now)
         )
+        # Archived products never match, so their terms would only be rows to skip.
+        self._db.execute(
+            product_search_terms.delete().where(product_search_terms.c.product_id == product_id)
+        )
+
+    def _replace_search_terms(self, product: Product) -> None:
+        """Rewrites the product's terms only when its text changed them (not for a price)."""
+        stored = set(
+            self._db.execute(
+                sa.select(product_search_terms.c.term).where(
+                    product_search_terms.c.product_id == product.id
+                )
+            ).scalars()
+        )
+        terms = _search_terms_of(product)
+        if stored == terms:
+            return
+        self._db.execute(
+            product_search_terms.delete().where(product_search_terms.c.product_id == product.id)
+        )
+        self._add_search_terms(product.id, terms)
+
+    def _add_search_terms(self, product_id: str, terms: set[str]) -> None:
+        if terms:
+            self._db.execute(
+                product_search_terms.insert(),
+                [{"term": term, "product_id": product_id} for term in sorted(terms)],
+            )
 
     def stock_of(self, product_id: str) -> int | None:
         stock = self._db.execute(
@@ -407,5 +426,33 @@ def _stock_change_parameters(quantities: dict[str, int]) -> dict[str, object]:
     }
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _search_terms_of(product: Product) -> set[str]:
+    return set() if product.archived else index_terms((product.name, product.description))
+
+
+_LISTING = sa.select(*_PRODUCT_COLUMNS)
+
+
+def _word_search(
+    words: Sequence[str],
+) -> tuple[sa.Select[tuple[object, ...]], sa.ColumnElement[str]]:
+    """Products that have a term equal to each word, and the id column to page on.
+
+    The first word's rows drive the query, read along the primary key (term, product_id): they
+    come in id order already, so the LIMIT stops the read after one page however many
+    products match, and the database never sorts. Each other word is one primary-key probe
+    per candidate."""
+    leading, *others = words
+    driving = product_search_terms.alias("driving")
+    also = []
+    for index, word in enumerate(others):
+        term = product_search_terms.alias(f"also_{index}")
+        also.append(
+            sa.exists().where(term.c.term == word, term.c.product_id == driving.c.product_id)
+        )
+    query = (
+        sa.select(*_PRODUCT_COLUMNS)
+        .select_from(driving.join(products, products.c.id == driving.c.product_id))
+        .where(driving.c.term == leading, *also)
+    )
+    return query, driving.c.product_id

@@ -24,14 +24,26 @@ def product_db_url(databases) -> str:
     return url
 
 
+def product_app_at(database_url: str, **overrides: object) -> Flask:
+    values: dict[str, object] = {"database_url": database_url, "db_pool_size": 20}
+    values.update(overrides)
+    return create_app(ProductSettings.model_validate(values), keys=StaticKeys())
+
+
 @pytest.fixture(scope="session")
 def make_product_app(product_db_url: str) -> Callable[..., Flask]:
     def make(**overrides: object) -> Flask:
-        values: dict[str, object] = {"database_url": product_db_url, "db_pool_size": 20}
-        values.update(overrides)
-        return create_app(ProductSettings.model_validate(values), keys=StaticKeys())
+        return product_app_at(product_db_url, **overrides)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def product_app_on_each_backend(each_backend: str, databases_of) -> Flask:
+    """The product service on a fresh database of `each_backend` (see tests/conftest.py)."""
+    url = databases_of(each_backend).create("products")
+    upgrade_to_head(url, MIGRATIONS_DIR)
+    return product_app_at(url)
 
 
 @pytest.fixture(scope="session")
