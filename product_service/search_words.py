@@ -45,7 +45,8 @@ def index_terms(texts: Iterable[str]) -> set[str]:
 
 
 def query_words(q: str) -> list[str]:
-    """The words a product must each have a word beginning with, most selective first.
+    """The words a product must each have a word beginning with, the longest first (the
+    likeliest to be rare; the repository puts the rarest first when it can count them).
 
     Raises ValueError when `q` has no word, too many, or one longer than the index keeps."""
     words = set(words_of(q))
@@ -56,7 +57,7 @@ def query_words(q: str) -> list[str]:
     if any(len(word) > MAX_WORD_LENGTH for word in words):
         raise ValueError(f"a word of q may have at most {MAX_WORD_LENGTH} characters")
     # A word that begins another query word adds nothing: whatever begins with the longer
-    # one begins with it too. Longer prefixes are rarer, so the longest leads the search.
+    # one begins with it too.
     needed = [word for word in words if not any(o != word and o.startswith(word) for o in words)]
     return sorted(needed, key=lambda word: (-len(word), word))
 

@@ -24,16 +24,15 @@ def product_db_url(databases) -> str:
     return url
 
 
-def product_app_at(database_url: str, **overrides: object) -> Flask:
-    values: dict[str, object] = {"database_url": database_url, "db_pool_size": 20}
-    values.update(overrides)
+def new_product_app(**settings: object) -> Flask:
+    values: dict[str, object] = {"db_pool_size": 20, **settings}
     return create_app(ProductSettings.model_validate(values), keys=StaticKeys())
 
 
 @pytest.fixture(scope="session")
 def make_product_app(product_db_url: str) -> Callable[..., Flask]:
     def make(**overrides: object) -> Flask:
-        return product_app_at(product_db_url, **overrides)
+        return new_product_app(**{"database_url": product_db_url, **overrides})
 
     return make
 
@@ -43,7 +42,7 @@ def product_app_on_each_backend(each_backend: str, databases_of) -> Flask:
     """The product service on a fresh database of `each_backend` (see tests/conftest.py)."""
     url = databases_of(each_backend).create("products")
     upgrade_to_head(url, MIGRATIONS_DIR)
-    return product_app_at(url)
+    return new_product_app(database_url=url)
 
 
 @pytest.fixture(scope="session")

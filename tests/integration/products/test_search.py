@@ -6,9 +6,14 @@ carry a word of their own (`tag`), and every query names it, so results are exac
 
 from __future__ import annotations
 
+import contextlib
+import re
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -267,3 +272,59 @@ class TestBounds:
         create_product(name=f"{tag} {'y' * 64}")
         words = [tag, "y" * 64, *(f"y{'y' * i}" for i in range(8))]
         assert search(client, q=" ".join(words)) == [f"{tag} {'y' * 64}"]
+
+
+class TestPlan:
+    """What issue 20's millions of products need: a one-word search reads the term index in
+    id order and stops after a page; the database neither scans the products nor sorts."""
+
+    def test_a_search_reads_the_terms_in_order_and_sorts_nothing(
+        self, product_app_on_each_backend, client, create_product, tag
+    ):
+        create_product(name=f"{tag} first")
+        create_product(name=f"{tag} second")
+        engine = product_app_on_each_backend.extensions["database"].engine
+        with _statements_on(engine) as statements:
+            first = client.get("/api/v1/products/search", query_string={"q": tag, "limit": 1})
+            search(client, q=tag, limit=1, cursor=first.get_json()["nextCursor"])
+            search(client, q=f"{tag} sec")
+        searches = [s for s in statements if "JOIN products" in s[0]]
+        assert len(searches) == 3
+        with engine.connect() as connection:
+            for statement, parameters in searches:
+                plan = _plan(connection, statement, parameters)
+                assert plan[0].startswith("driving by PRIMARY"), plan
+                assert any(step.startswith("products by PRIMARY") for step in plan), plan
+                assert all(" by " in step and " by None" not in step for step in plan), plan
+                assert not any("sort" in step or "TEMP B-TREE" in step for step in plan), plan
+
+
+@contextlib.contextmanager
+def _statements_on(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _executemany) -> None:
+        statements.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+
+
+def _plan(connection: sa.Connection, statement: str, parameters: Any) -> list[str]:
+    """Each step as "<table> by <index>" (plus MySQL's Extra), in the order the database runs."""
+    if connection.dialect.name == "mysql":
+        explained = connection.exec_driver_sql("EXPLAIN " + statement, parameters).mappings()
+        return [f"{row['table']} by {row['key']}; {row['Extra']}" for row in explained]
+    steps = []
+    for detail in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).scalars(
+        3
+    ):
+        if match := re.match(r"SEARCH (\w+) USING (?:COVERING )?(?:INDEX )?(.+?) \(", detail):
+            table, index = match.groups()
+            steps.append(f"{table} by {'PRIMARY' if 'autoindex' in index else index}")
+        else:
+            steps.append(detail)
+    return steps

@@ -10,7 +10,7 @@ from alembic import command
 from common.ids import new_id
 from common.migrations import alembic_config
 from product_service.app import MIGRATIONS_DIR
-from tests.integration.products.conftest import product_app_at
+from tests.integration.products.conftest import new_product_app
 
 # More than one batch of the backfill (500), and not a multiple of it.
 ACTIVE = 1203
@@ -38,7 +38,7 @@ def _insert_products(url: str) -> None:
 
 
 def _names_found(url: str, q: str) -> list[str]:
-    client = product_app_at(url).test_client()
+    client = new_product_app(database_url=url).test_client()
     names: list[str] = []
     cursor = None
     while True:
