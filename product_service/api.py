@@ -23,6 +23,7 @@ from common.inputs import (
 from common.money import MONEY_TEXT_PATTERN, MoneyInput, format_money, parse_money
 from common.pagination import PageQuery, page_of
 from product_service.repository import Product, ReservationLine, SearchFilter
+from product_service.search_words import query_words
 from product_service.service import (
     ProductChanges,
     ProductFields,
@@ -161,9 +162,16 @@ class SearchQuery(PageQuery):
     max_price: QueryMoney | None = Field(default=None, alias="maxPrice")
     in_stock: Literal["true", "false"] | None = Field(default=None, alias="inStock")
 
+    @field_validator("q")
+    @classmethod
+    def _has_searchable_words(cls, q: str | None) -> str | None:
+        if q is not None:
+            query_words(q)  # refuses, as this field's error, a q the search cannot answer
+        return q
+
     def search(self) -> SearchFilter:
         return SearchFilter(
-            q=self.q,
+            words=() if self.q is None else tuple(query_words(self.q)),
             min_price=_money_or_none(self.min_price),
             max_price=_money_or_none(self.max_price),
             in_stock=None if self.in_stock is None else self.in_stock == "true",

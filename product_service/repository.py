@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from common.db import UtcDateTime
 from common.pruning import delete_where
+from product_service.search_words import MAX_WORD_LENGTH, index_terms
 
 metadata = sa.MetaData()
 
@@ -44,13 +44,28 @@ reservations = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# The search index: one row per (term, product) for every term of `index_terms`, kept in the
+# transaction that writes the product's text, and only for products not archived. Terms are
+# already folded, so they compare byte for byte: a binary collation on MySQL, SQLite's default.
+product_search_terms = sa.Table(
+    "product_search_terms",
+    metadata,
+    sa.Column(
+        "term",
+        sa.String(MAX_WORD_LENGTH).with_variant(
+            mysql.VARCHAR(MAX_WORD_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"), "mysql"
+        ),
+        primary_key=True,
+    ),
+    sa.Column("product_id", sa.String(36), primary_key=True),
+    sa.Index("ix_product_search_terms_product", "product_id"),
+)
+
 HELD, RELEASED = "held", "released"
 # Every batch reservation also writes a line for this id: a retried batch collides on it, and
 # a release that arrives before its reservation leaves it behind as `released`, so the late
 # reservation is refused instead of holding stock that nobody will ever give back.
 BATCH_MARKER = "00000000-0000-0000-0000-000000000000"
-# InnoDB's FULLTEXT index skips words shorter than innodb_ft_min_token_size (3 by default).
-_FULLTEXT_MIN_WORD = 3
 
 
 @dataclass(frozen=True)
@@ -93,7 +108,8 @@ class StockLevel:
 
 @dataclass(frozen=True)
 class SearchFilter:
-    q: str | None = None
+    # Folded query words (search_words.query_words); a product must have a term for each.
+    words: tuple[str, ...] = ()
     min_price: Decimal | None = None
     max_price: Decimal | None = None
     in_stock: bool | None = None
@@ -141,6 +157,7 @@ class ProductRepository:
                 updated_at=product.updated_at,
             )
         )
+        self._add_search_terms(product.id, _search_terms_of(product))
 
     def get(self, product_id: str, *, for_update: bool = False) -> Product | None:
         query = sa.select(*_PRODUCT_COLUMNS).where(products.c.id == product_id)
@@ -163,44 +180,37 @@ class ProductRepository:
     def search(self, search: SearchFilter, after_id: str | None, limit: int) -> list[Product]:
         """Active products matching every criterion, in id (creation) order, `limit` at most."""
         conditions: list[sa.ColumnElement[bool]] = [products.c.archived_at.is_(None)]
-        if after_id is not None:
-            conditions.append(products.c.id > after_id)
         if search.min_price is not None:
             conditions.append(products.c.price >= search.min_price)
         if search.max_price is not None:
             conditions.append(products.c.price <= search.max_price)
         if search.in_stock is not None:
             conditions.append(products.c.stock > 0 if search.in_stock else products.c.stock == 0)
-        if search.q is not None:
-            conditions.append(self._text_matches(search.q))
-        query = sa.select(*_PRODUCT_COLUMNS).where(*conditions).order_by(products.c.id)
-        return [_product(row) for row in self._db.execute(query.limit(limit))]
+        if search.words:
+            words = self._rarest_first(search.words)
+            if not words:
+                return []
+            query, paged_id = _word_search(words)
+        else:
+            query, paged_id = _LISTING, products.c.id
+        if after_id is not None:
+            conditions.append(paged_id > after_id)
+        query = query.where(*conditions).order_by(paged_id).limit(limit)
+        return [_product(row) for row in self._db.execute(query)]
 
-    def _text_matches(self, q: str) -> sa.ColumnElement[bool]:
-        """Every word of `q` must occur in the name or the description; `q` is only ever bound."""
-        words = re.findall(r"\w+", q)
-        if not words:
-            return sa.false()
-        indexed: list[str] = []
-        conditions: list[sa.ColumnElement[bool]] = []
-        for word in words:
-            if self._db.dialect.name == "mysql" and len(word) >= _FULLTEXT_MIN_WORD:
-                indexed.append(word)
-            else:
-                pattern = "%" + _escape_like(word) + "%"
-                conditions.append(
-                    sa.or_(
-                        products.c.name.like(pattern, escape="\\"),
-                        products.c.description.like(pattern, escape="\\"),
-                    )
-                )
-        if indexed:
-            # Boolean mode: "+word*" requires a word that starts with it. The words are \w+
-            # only, so no search operator can come from the client.
-            terms = " ".join(f"+{word}*" for word in indexed)
-            matches = mysql.match(products.c.name, products.c.description, against=terms)
-            conditions.append(matches.in_boolean_mode())
-        return sa.and_(*conditions)
+    def _rarest_first(self, words: Sequence[str]) -> list[str]:
+        """The words, the one fewest products have first (it drives the search, so a rare
+        word after a common one is not looked up for every product); none if one matches
+        nothing. Counted up to a bound, so a common word costs no more than a rare one."""
+        if len(words) == 1:
+            return list(words)
+        counts = {
+            word: self._db.execute(_BOUNDED_TERM_COUNT, {"term": word}).scalar_one()
+            for word in words
+        }
+        if 0 in counts.values():
+            return []
+        return sorted(words, key=counts.__getitem__)  # stable: longest first among equals
 
     def update(self, product: Product) -> None:
         self._db.execute(
@@ -214,6 +224,7 @@ class ProductRepository:
                 updated_at=product.updated_at,
             )
         )
+        self._replace_search_terms(product)
 
     def archive(self, product_id: str, now: datetime) -> None:
         self._db.execute(
@@ -221,6 +232,34 @@ class ProductRepository:
             .where(products.c.id == product_id, products.c.archived_at.is_(None))
             .values(archived_at=now, updated_at=now)
         )
+        # Archived products never match, so their terms would only be rows to skip.
+        self._db.execute(
+            product_search_terms.delete().where(product_search_terms.c.product_id == product_id)
+        )
+
+    def _replace_search_terms(self, product: Product) -> None:
+        """Rewrites the product's terms only when its text changed them (not for a price)."""
+        stored = set(
+            self._db.execute(
+                sa.select(product_search_terms.c.term).where(
+                    product_search_terms.c.product_id == product.id
+                )
+            ).scalars()
+        )
+        terms = _search_terms_of(product)
+        if stored == terms:
+            return
+        self._db.execute(
+            product_search_terms.delete().where(product_search_terms.c.product_id == product.id)
+        )
+        self._add_search_terms(product.id, terms)
+
+    def _add_search_terms(self, product_id: str, terms: set[str]) -> None:
+        if terms:
+            self._db.execute(
+                product_search_terms.insert(),
+                [{"term": term, "product_id": product_id} for term in sorted(terms)],
+            )
 
     def stock_of(self, product_id: str) -> int | None:
         stock = self._db.execute(
@@ -415,5 +454,47 @@ def _stock_change_parameters(quantities: dict[str, int]) -> dict[str, object]:
     }
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _search_terms_of(product: Product) -> set[str]:
+    return set() if product.archived else index_terms((product.name, product.description))
+
+
+_LISTING = sa.select(*_PRODUCT_COLUMNS)
+# Past this many products, which word of a query drives it matters little: each finds a page
+# in a few thousand rows at most.
+_TERM_COUNT_BOUND = 1000
+_BOUNDED_TERM_COUNT = sa.select(sa.func.count()).select_from(
+    sa.select(product_search_terms.c.product_id)
+    .where(product_search_terms.c.term == sa.bindparam("term"))
+    .limit(_TERM_COUNT_BOUND)
+    .subquery()
+)
+
+
+def _word_search(
+    words: Sequence[str],
+) -> tuple[sa.Select[tuple[object, ...]], sa.ColumnElement[str]]:
+    """Products that have a term equal to each word, and the id column to page on.
+
+    The first word's rows drive the query, read along the primary key (term, product_id): they
+    come in id order already, so the LIMIT stops the read after one page however many
+    products match, and the database never sorts. Each other word, then the product, is one
+    primary-key lookup per candidate (unique, so the joins never repeat a product)."""
+    leading, *others = words
+    driving = product_search_terms.alias("driving")
+    joined: sa.FromClause = driving
+    for index, word in enumerate(others):
+        also = product_search_terms.alias(f"also_{index}")
+        joined = joined.join(
+            also, sa.and_(also.c.term == word, also.c.product_id == driving.c.product_id)
+        )
+    query = (
+        sa.select(*_PRODUCT_COLUMNS)
+        .select_from(joined.join(products, products.c.id == driving.c.product_id))
+        .where(driving.c.term == leading)
+        # The plan above, whatever the statistics say: for a word most products have, MySQL
+        # and MariaDB would otherwise scan and sort every product (seconds at 200,000), and
+        # for a small catalog join through a buffer that loses the order.
+        .prefix_with("STRAIGHT_JOIN", dialect="mysql")
+        .with_hint(products, "FORCE INDEX (PRIMARY)", "mysql")
+    )
+    return query, driving.c.product_id

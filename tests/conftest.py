@@ -53,6 +53,30 @@ def databases(tmp_path_factory: pytest.TempPathFactory):
     factory.drop_all()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Behaviour that must not depend on the database: a test that takes `each_backend` runs
+    # on SQLite (what `make run` uses) and, in a run that has MySQL, on MySQL as well.
+    if "each_backend" in metafunc.fixturenames:
+        backends = ["sqlite", "mysql"] if _BACKEND["name"] == "mysql" else ["sqlite"]
+        metafunc.parametrize("each_backend", backends, scope="session")
+
+
+@pytest.fixture(scope="session")
+def databases_of(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory):
+    """`databases_of(backend)`: a DatabaseFactory for that backend (the run's own, or SQLite)."""
+    factories = {databases.backend: databases}
+
+    def factory_of(backend: str) -> DatabaseFactory:
+        if backend not in factories:
+            factories[backend] = DatabaseFactory(backend, tmp_path_factory.mktemp(backend))
+        return factories[backend]
+
+    yield factory_of
+    for factory in factories.values():
+        if factory is not databases:
+            factory.drop_all()
+
+
 @pytest.fixture(scope="session")
 def local_sqs(tmp_path_factory: pytest.TempPathFactory):
     """A real LocalStack SQS endpoint with `order-events` and `order-events-dlq`."""

@@ -5,14 +5,14 @@ while a late retry of its reservation could still come; `prune-reservations` del
 once they are old, and this index finds them without reading the whole table.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-04
 """
 
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

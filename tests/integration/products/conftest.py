@@ -24,14 +24,25 @@ def product_db_url(databases) -> str:
     return url
 
 
+def new_product_app(**settings: object) -> Flask:
+    values: dict[str, object] = {"db_pool_size": 20, **settings}
+    return create_app(ProductSettings.model_validate(values), keys=StaticKeys())
+
+
 @pytest.fixture(scope="session")
 def make_product_app(product_db_url: str) -> Callable[..., Flask]:
     def make(**overrides: object) -> Flask:
-        values: dict[str, object] = {"database_url": product_db_url, "db_pool_size": 20}
-        values.update(overrides)
-        return create_app(ProductSettings.model_validate(values), keys=StaticKeys())
+        return new_product_app(**{"database_url": product_db_url, **overrides})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def product_app_on_each_backend(each_backend: str, databases_of) -> Flask:
+    """The product service on a fresh database of `each_backend` (see tests/conftest.py)."""
+    url = databases_of(each_backend).create("products")
+    upgrade_to_head(url, MIGRATIONS_DIR)
+    return new_product_app(database_url=url)
 
 
 @pytest.fixture(scope="session")
