@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import command
+from flask.testing import FlaskClient
 
 from common.ids import new_id
 from common.migrations import alembic_config
@@ -37,8 +38,17 @@ def _insert_products(url: str) -> None:
     engine.dispose()
 
 
-def _names_found(url: str, q: str) -> list[str]:
-    client = new_product_app(database_url=url).test_client()
+def _names_found(url: str, *queries: str) -> list[list[str]]:
+    """Each query's names over all pages, asked of the product service on `url`."""
+    app = new_product_app(database_url=url)
+    client = app.test_client()
+    try:
+        return [_all_pages(client, q) for q in queries]
+    finally:
+        app.extensions["database"].engine.dispose()
+
+
+def _all_pages(client: FlaskClient, q: str) -> list[str]:
     names: list[str] = []
     cursor = None
     while True:
@@ -70,13 +80,11 @@ def test_0003_indexes_existing_products_in_batches(each_backend, databases_of):
 
     command.upgrade(config, "0003")
 
-    assert _names_found(url, "walnut sh") == [f"Walnut shelf {n}" for n in range(ACTIVE)]
-    assert _names_found(url, "shelf 120") == [
-        "Walnut shelf 120",
-        *(f"Walnut shelf {n}" for n in range(1200, ACTIVE)),
-    ]
-    assert _names_found(url, "st") == ["Oak stool"]  # the archived stool is not indexed
-    assert _names_found(url, "CRÈ") == ["Oak stool"]
+    shelves, shelf_120, stools, creme = _names_found(url, "walnut sh", "shelf 120", "st", "CRÈ")
+    assert shelves == [f"Walnut shelf {n}" for n in range(ACTIVE)]
+    assert shelf_120 == ["Walnut shelf 120", *(f"Walnut shelf {n}" for n in range(1200, ACTIVE))]
+    assert stools == ["Oak stool"]  # the archived stool is not indexed
+    assert creme == ["Oak stool"]
     if each_backend == "mysql":
         assert _fulltext_indexes(url) == []
 
