@@ -26,6 +26,8 @@ class OrderAttempt:
     request_hash: str
     state: str
     order_id: str | None
+    # Whose order it would be: the placer, or the user an admin orders for.
+    orderer_id: str
 
 
 # Built once: SQLAlchemy then only binds their parameters (see orders_repository).
@@ -78,6 +80,7 @@ class AttemptRepository:
                 {
                     "id": attempt.id,
                     "user_id": attempt.user_id,
+                    "orderer_id": attempt.orderer_id,
                     "idempotency_key": attempt.idempotency_key,
                     "request_hash": attempt.request_hash,
                     "state": attempt.state,
@@ -106,6 +109,7 @@ class AttemptRepository:
             .where(order_attempts.c.id == old_id, order_attempts.c.state == FAILED)
             .values(
                 id=attempt.id,
+                orderer_id=attempt.orderer_id,
                 request_hash=attempt.request_hash,
                 state=IN_FLIGHT,
                 created_at=now,
@@ -156,4 +160,5 @@ def _attempt(row: sa.Row[tuple[object, ...]]) -> OrderAttempt:
         request_hash=row.request_hash,
         state=row.state,
         order_id=row.order_id,
+        orderer_id=row.orderer_id,
     )

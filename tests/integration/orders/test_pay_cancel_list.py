@@ -130,17 +130,45 @@ def test_customers_list_their_own_orders_and_admins_filter(orders, pending):
     assert all(o.status == "PAID" and o.user_id == OTHER_CUSTOMER.user_id for o in paid)
 
 
-def test_pages_follow_creation_order_without_gaps(orders, pending):
-    for _ in range(5):
-        pending(ADMIN)
-    everything = [
-        o.id for o in orders.list_orders(ADMIN, OrderFilter(user_id=ADMIN.user_id), None, 1000)
-    ]
-    walked, after = [], None
+def walk(orders, where: OrderFilter, page_size: int) -> list[str]:
+    walked, before = [], None
     while True:
-        page = orders.list_orders(ADMIN, OrderFilter(user_id=ADMIN.user_id), after, 2)
+        page = orders.list_orders(ADMIN, where, before, page_size)
         walked += [o.id for o in page]
-        if len(page) < 2:
-            break
-        after = page[-1].id
-    assert walked == everything == sorted(everything)
+        if len(page) < page_size:
+            return walked
+        before = page[-1].id
+
+
+@pytest.mark.parametrize(
+    "where",
+    [OrderFilter(user_id=OTHER_CUSTOMER.user_id), OrderFilter(status="PENDING"), OrderFilter()],
+    ids=["by user", "by status", "everyone"],
+)
+def test_pages_go_newest_first_exactly_once_while_orders_are_placed(orders, pending, where):
+    """Keyset pages going back in time: orders placed during the walk are newer than its
+    cursor, so they never shift a page; every order there before the walk is seen once."""
+    for _ in range(6):
+        pending(OTHER_CUSTOMER)
+    before_walk = [o.id for o in orders.list_orders(ADMIN, where, None, 100_000)]
+    assert before_walk == sorted(before_walk, reverse=True)
+    stop = threading.Event()
+
+    def keep_placing() -> None:
+        while not stop.is_set():
+            pending(OTHER_CUSTOMER)
+
+    placers = [threading.Thread(target=keep_placing) for _ in range(2)]
+    for placer in placers:
+        placer.start()
+    try:
+        walked = walk(orders, where, page_size=2)
+    finally:
+        stop.set()
+        for placer in placers:
+            placer.join()
+    newest_at_start = before_walk[0]
+    assert len(walked) == len(set(walked))
+    assert walked == sorted(walked, reverse=True)
+    assert [i for i in walked if i <= newest_at_start] == before_walk
+    assert walk(orders, where, page_size=1000)[0] > newest_at_start, "orders were placed meanwhile"

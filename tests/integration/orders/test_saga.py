@@ -117,6 +117,7 @@ def test_a_key_whose_attempt_is_in_flight_answers_conflict(orders, order_db, new
                     _request_hash(CUSTOMER.user_id, command.lines),
                     IN_FLIGHT,
                     None,
+                    CUSTOMER.user_id,
                 )
             ],
             utcnow(),
