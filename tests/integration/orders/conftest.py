@@ -3,7 +3,8 @@ own use cases standing in for its HTTP API (the same SQL, minus the wire)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -168,3 +169,18 @@ def held(product_db: Database, product_id: str) -> int:
             )
         ).scalar_one()
     return int(total)
+
+
+@contextmanager
+def statements_run(order_db: Database) -> Iterator[list[tuple[str, object]]]:
+    """Each SQL statement (with its parameters) the order database runs inside the block."""
+    seen: list[tuple[str, object]] = []
+
+    def note(_conn, _cursor, statement, parameters, _context, _executemany):
+        seen.append((statement, parameters))
+
+    sa.event.listen(order_db.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(order_db.engine, "before_cursor_execute", note)

@@ -17,6 +17,7 @@ from tests.integration.orders.conftest import (
     OTHER_CUSTOMER,
     held,
     order_of,
+    statements_run,
     stock_of,
 )
 
@@ -172,3 +173,39 @@ def test_pages_go_newest_first_exactly_once_while_orders_are_placed(orders, pend
     assert walked == sorted(walked, reverse=True)
     assert [i for i in walked if i <= newest_at_start] == before_walk
     assert walk(orders, where, page_size=1000)[0] > newest_at_start, "orders were placed meanwhile"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        OrderFilter(user_id=OTHER_CUSTOMER.user_id),
+        OrderFilter(status="PAID"),
+        OrderFilter(user_id=OTHER_CUSTOMER.user_id, status="PENDING"),
+        OrderFilter(),
+    ],
+    ids=["by user", "by status", "by user and status", "everyone"],
+)
+def test_newest_first_pages_read_an_index_backwards_without_sorting(
+    orders, pending, order_db, where
+):
+    for _ in range(3):
+        pending(OTHER_CUSTOMER)
+    newest = orders.list_orders(ADMIN, OrderFilter(), None, 1)[0].id
+    with statements_run(order_db) as seen:
+        orders.list_orders(ADMIN, where, newest, 21)
+    statement, parameters = seen[0]
+    assert statement.lstrip().upper().startswith("SELECT")
+    # Through SQLAlchemy, so the read's transaction ends when the connection goes back.
+    with order_db.transaction() as connection:
+        if order_db.dialect == "sqlite":
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            details = " ".join(str(row[-1]) for row in plan)
+            assert "TEMP B-TREE" not in details, details
+        else:
+            rows = [
+                row._asdict()
+                for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+            ]
+            assert len(rows) == 1, rows
+            assert "filesort" not in str(rows[0]["Extra"]), rows
+            assert rows[0]["key"] is not None, rows

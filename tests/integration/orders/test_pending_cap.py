@@ -13,7 +13,7 @@ from common.errors import Conflict, ServiceUnavailable, Unprocessable
 from common.ids import new_id
 from order_service.pending_orders import PendingOrders, PendingOrdersCapReached
 from order_service.service import OrderService
-from tests.integration.orders.conftest import ADMIN, held, order_of, stock_of
+from tests.integration.orders.conftest import ADMIN, held, order_of, statements_run, stock_of
 
 CAP = 5
 WAIT_S = 20
@@ -205,3 +205,20 @@ def test_one_user_at_the_cap_fails_alone_in_a_group_commit(capped, buyer, users,
     assert outcomes[0] is None and outcomes[1] is None
     assert isinstance(outcomes[2], PendingOrdersCapReached)
     assert (unpaid(order_db, buyer.user_id), unpaid(order_db, other.user_id)) == (CAP, 1)
+
+
+def test_the_count_costs_the_hot_path_one_update(capped, buyer, new_product, order_db):
+    """Placing an order for a user already counted: the journal's insert and one conditional
+    update in its transaction, then the order's four writes, as before the cap."""
+    product = new_product()
+    capped.place_order(order_of((product, 1)), buyer)  # the first order starts the count
+    with statements_run(order_db) as seen:
+        capped.place_order(order_of((product, 1)), buyer)
+    assert [" ".join(statement.split()[:3]) for statement, _ in seen] == [
+        "INSERT INTO order_attempts",
+        "UPDATE pending_orders SET",
+        "UPDATE order_attempts SET",
+        "INSERT INTO orders",
+        "INSERT INTO order_items",
+        "INSERT INTO outbox",
+    ]
