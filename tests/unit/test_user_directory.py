@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from common.errors import ServiceUnavailable, Unprocessable
 from common.http import ServiceClient
 from order_service.clients import HttpUserDirectory, ServiceToken, UserProfile
+from tests.support.http_servers import serving
 
 USER = "0190f0a0-0000-7000-8000-0000000000a1"
 ADDRESS = "0190f0a0-0000-7000-8000-00000000ad01"
@@ -75,13 +75,9 @@ class UserService(BaseHTTPRequestHandler):
 @pytest.fixture
 def user_service() -> Iterator[type[UserService]]:
     UserService.answers, UserService.seen = {}, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), UserService)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    UserService.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    yield UserService
-    server.shutdown()
-    server.server_close()
+    with serving(UserService) as url:
+        UserService.url = url  # type: ignore[attr-defined]
+        yield UserService
 
 
 def directory_at(url: str) -> HttpUserDirectory:

@@ -23,8 +23,9 @@ from tests.integration.orders.conftest import (
     stock_of,
 )
 
-HOME = {
-    "id": "0190f0a0-0000-7000-8000-00000000a001",
+HOME_ID = "0190f0a0-0000-7000-8000-00000000a001"
+HOME: dict[str, object] = {
+    "id": HOME_ID,
     "label": "Home",
     "recipient": "Ada Lovelace",
     "line1": "12 St James's Square",
@@ -52,8 +53,8 @@ def created_event(order_db, order_id: str) -> dict:
 
 @pytest.fixture
 def customer_with_home(users) -> str:
-    users.addresses[CUSTOMER.user_id] = {HOME["id"]: dict(HOME)}
-    return HOME["id"]
+    users.addresses[CUSTOMER.user_id] = {HOME_ID: dict(HOME)}
+    return HOME_ID
 
 
 def test_items_keep_the_names_they_were_ordered_under_after_a_rename(
@@ -122,8 +123,8 @@ def test_the_user_service_down_is_503_with_nothing_reserved(
 def test_the_same_key_with_another_address_is_another_body(
     orders, users, new_product, customer_with_home
 ):
-    other = {**HOME, "id": new_id(), "label": "Work"}
-    users.addresses[CUSTOMER.user_id][other["id"]] = other
+    work_id = new_id()
+    users.addresses[CUSTOMER.user_id][work_id] = {**HOME, "id": work_id, "label": "Work"}
     product = new_product()
     key = f"k-address-{new_id()}"
     first = orders.place_order(
@@ -133,7 +134,7 @@ def test_the_same_key_with_another_address_is_another_body(
         order_of((product, 1), key=key, shipping_address_id=customer_with_home), CUSTOMER
     )
     assert again.replayed and again.order.id == first.order.id
-    for changed in (other["id"], None):
+    for changed in (work_id, None):
         with pytest.raises(Unprocessable):
             orders.place_order(
                 order_of((product, 1), key=key, shipping_address_id=changed), CUSTOMER
