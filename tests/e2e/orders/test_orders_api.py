@@ -358,12 +358,13 @@ def test_every_order_endpoint_needs_a_valid_token(order_service, customer, new_p
 def test_a_customer_lists_only_their_own_orders(order_service, admin, new_customer, new_product):
     alice, bob = new_customer(), new_customer()
     product = new_product()
-    alices = [placed(order_service.url, alice, [line(product)])["id"] for _ in range(2)]
+    # Newest first.
+    alices = [placed(order_service.url, alice, [line(product)])["id"] for _ in range(2)][::-1]
     bobs = [placed(order_service.url, bob, [line(product)])["id"]]
 
     listed = list_orders(order_service.url, alice)
     assert listed.status_code == 200, listed.text
-    assert [o["id"] for o in listed.json()["items"]] == alices[::-1]  # newest first
+    assert [o["id"] for o in listed.json()["items"]] == alices
     assert {o["userId"] for o in listed.json()["items"]} == {alice.id}
     assert [o["id"] for o in list_orders(order_service.url, bob).json()["items"]] == bobs
     own = list_orders(order_service.url, alice, userId=alice.id)
@@ -601,7 +602,11 @@ def test_each_state_change_publishes_its_event(
     assert body["userId"] == customer.id
     assert body["status"] == "PENDING"
     assert body["totalAmount"] == "10.00"
-    assert body["items"] == [{"productId": product["id"], "quantity": 4, "price": "2.50"}]
+    assert body["items"] == [
+        {"productId": product["id"], "name": product["name"], "quantity": 4, "price": "2.50"}
+    ]
+    assert body["shippingAddress"] is None
+    assert body["expiresAt"] == order["expiresAt"] is not None
     assert body["occurredAt"]
 
     assert transition(order_service.url, customer, order["id"], "pay").status_code == 200
@@ -610,6 +615,7 @@ def test_each_state_change_publishes_its_event(
     (paid,) = [e for e in events.values() if e.event_type == "order_paid"]
     assert paid.attributes["eventType"] == "order_paid"
     assert paid.body["status"] == "PAID"
+    assert paid.body["expiresAt"] is None
     assert paid.body["orderId"] == order["id"]
     assert paid.body["eventId"] != body["eventId"]
     # The repeated pay changed nothing, so it published nothing either.
