@@ -49,18 +49,23 @@ def test_the_upgrade_counts_unpaid_orders_and_sets_deadlines(databases):
     command.upgrade(config, "head")
 
     with engine.connect() as connection:
-        counts = dict(
-            connection.execute(sa.text("SELECT user_id, count FROM pending_orders")).all()
-        )
-        deadlines = dict(connection.execute(sa.text("SELECT id, expires_at FROM orders")).all())
+        counts = {
+            str(row[0]): int(row[1])
+            for row in connection.execute(sa.text("SELECT user_id, count FROM pending_orders"))
+        }
+        deadlines: dict[str, object] = {
+            row.id: row.expires_at
+            for row in connection.execute(sa.text("SELECT id, expires_at FROM orders"))
+        }
         orderers = set(
             connection.execute(sa.text("SELECT user_id = orderer_id FROM order_attempts")).scalars()
         )
     engine.dispose()
     assert counts == {ann: 2, admin: 1}
-    due = deadlines.pop(pending_order)
-    if isinstance(due, str):  # SQLite hands back text
-        due = datetime.fromisoformat(due)
+    stored = deadlines.pop(pending_order)
+    # SQLite hands back text, MySQL a datetime.
+    due = datetime.fromisoformat(stored) if isinstance(stored, str) else stored
+    assert isinstance(due, datetime)
     assert due.replace(tzinfo=UTC) - placed_at.replace(tzinfo=UTC) == timedelta(seconds=1800)
     assert set(deadlines.values()) == {None}
     assert orderers == {1}
