@@ -3,8 +3,9 @@
 Each order runs the statements an order placed over HTTP makes the databases run, in the same
 transactions and the same lock order, through the bare driver (PyMySQL): no web servers, no
 JSON, no tokens, no ORM. Product DB: lock the rows in id order (reading their prices), write
-the reservation lines with those prices, take the stock with one conditional update. Order DB:
-journal the attempt; then complete it and write the order, its items and its outbox row. Two
+the reservation lines with those prices and names, take the stock with one conditional update.
+Order DB: journal the attempt and count it among its user's unpaid orders (the cap's
+conditional update); then complete it and write the order, its items and its outbox row. Two
 processes (one per core) share the threads, so one interpreter's GIL is not what is measured.
 """
 
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +38,10 @@ from product_service.app import MIGRATIONS_DIR as PRODUCT_MIGRATIONS
 PROCESSES = 2
 Connection = Any  # a PyMySQL connection (the driver ships no type hints)
 BATCH_MARKER = "00000000-0000-0000-0000-000000000000"
+# As the bench's order service runs: its unpaid-order cap checked but never reached (see
+# bench/system.py), and the default payment deadline stored.
+_NO_CAP_REACHED = 1_000_000
+_PAYMENT_TIMEOUT = timedelta(seconds=1800)
 
 
 @dataclass(frozen=True)
@@ -125,11 +130,16 @@ def _place_orders(
         rng = random.Random(seed * 1000 + index)
         products = _connect(database_urls["PRODUCT_DATABASE_URL"])
         orders = _connect(database_urls["ORDER_DATABASE_URL"])
+        # One customer per thread, as the load has one per client, each counted from the start.
+        user_id = new_id()
+        with orders.cursor() as cursor:
+            cursor.execute("INSERT INTO pending_orders (user_id, count) VALUES (%s, 0)", (user_id,))
+        orders.commit()
         connected.wait()
         deadline = time.monotonic() + duration_s
         while time.monotonic() < deadline:
             wanted = {pid: rng.randint(1, 3) for pid in rng.sample(product_ids, rng.randint(1, 3))}
-            _one_order(products, orders, wanted)
+            _one_order(products, orders, wanted, user_id)
             placed[index] += 1
         products.close()
         orders.close()
@@ -142,19 +152,26 @@ def _place_orders(
     return sum(placed)
 
 
-def _one_order(products: Connection, orders: Connection, wanted: dict[str, int]) -> None:
+def _one_order(
+    products: Connection, orders: Connection, wanted: dict[str, int], user_id: str
+) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
     attempt_id, order_id = new_id(), new_id()
     ids = sorted(wanted)
-    user_id = "00000000-0000-7000-8000-00000000bec4"
     with orders.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO order_attempts (id, user_id, idempotency_key, request_hash, state, "
-            "order_id, created_at, updated_at) VALUES (%s, %s, %s, %s, 'in_flight', NULL, %s, %s)",
-            (attempt_id, user_id, str(uuid.uuid4()), "0" * 64, now, now),
+            "INSERT INTO order_attempts (id, user_id, orderer_id, idempotency_key, request_hash, "
+            "state, order_id, created_at, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, 'in_flight', NULL, %s, %s)",
+            (attempt_id, user_id, user_id, str(uuid.uuid4()), "0" * 64, now, now),
+        )
+        cursor.execute(
+            "UPDATE pending_orders SET count = count + 1 WHERE user_id = %s AND count + 1 <= %s",
+            (user_id, _NO_CAP_REACHED),
         )
     orders.commit()
-    prices = _reserve(products, attempt_id, wanted, now)
+    held = _reserve(products, attempt_id, wanted, now)
+    prices = {pid: price for pid, (price, _) in held.items()}
     total = sum((prices[pid] * quantity for pid, quantity in wanted.items()), Decimal("0.00"))
     with orders.cursor() as cursor:
         cursor.execute(
@@ -163,14 +180,15 @@ def _one_order(products: Connection, orders: Connection, wanted: dict[str, int])
             (order_id, now, attempt_id),
         )
         cursor.execute(
-            "INSERT INTO orders (id, user_id, status, total_amount, reservation_id, created_at, "
-            "updated_at) VALUES (%s, %s, 'PENDING', %s, %s, %s, %s)",
-            (order_id, user_id, total, attempt_id, now, now),
+            "INSERT INTO orders (id, user_id, status, total_amount, reservation_id, "
+            "shipping_address, expires_at, created_at, updated_at) "
+            "VALUES (%s, %s, 'PENDING', %s, %s, NULL, %s, %s, %s)",
+            (order_id, user_id, total, attempt_id, now + _PAYMENT_TIMEOUT, now, now),
         )
         cursor.executemany(
-            "INSERT INTO order_items (order_id, product_id, quantity, price) "
-            "VALUES (%s, %s, %s, %s)",
-            [(order_id, pid, quantity, prices[pid]) for pid, quantity in wanted.items()],
+            "INSERT INTO order_items (order_id, product_id, quantity, price, name) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [(order_id, pid, quantity, *held[pid]) for pid, quantity in wanted.items()],
         )
         payload = json.dumps({"orderId": order_id, "totalAmount": str(total), "items": ids})
         cursor.execute(
@@ -183,23 +201,27 @@ def _one_order(products: Connection, orders: Connection, wanted: dict[str, int])
 
 def _reserve(
     products: Connection, reservation_id: str, wanted: dict[str, int], now: datetime
-) -> dict[str, Decimal]:
+) -> dict[str, tuple[Decimal, str]]:
+    """Each product's price and name, as held."""
     ids = sorted(wanted)
     case = " ".join("WHEN %s THEN %s" for _ in ids)
     case_args = [value for pid in ids for value in (pid, wanted[pid])]
     with products.cursor() as cursor:
         # Only %s placeholders are ever interpolated into these statements.
         lock_sql = (
-            f"SELECT id, price, stock, archived_at IS NOT NULL FROM products "  # noqa: S608
+            f"SELECT id, name, price, stock, archived_at IS NOT NULL FROM products "  # noqa: S608
             f"WHERE id IN ({_marks(ids)}) ORDER BY id FOR UPDATE"
         )
         cursor.execute(lock_sql, ids)
-        prices = {pid: Decimal(price) for pid, price, _, _ in cursor.fetchall()}
-        lines = [(BATCH_MARKER, 0, None), *((pid, q, prices[pid]) for pid, q in wanted.items())]
+        held = {pid: (Decimal(price), name) for pid, name, price, _, _ in cursor.fetchall()}
+        lines = [
+            (BATCH_MARKER, 0, None, None),
+            *((pid, q, *held[pid]) for pid, q in wanted.items()),
+        ]
         cursor.executemany(
-            "INSERT INTO reservations (reservation_id, product_id, quantity, state, price, "
-            "created_at, updated_at) VALUES (%s, %s, %s, 'held', %s, %s, %s)",
-            [(reservation_id, pid, q, price, now, now) for pid, q, price in lines],
+            "INSERT INTO reservations (reservation_id, product_id, quantity, state, price, name, "
+            "created_at, updated_at) VALUES (%s, %s, %s, 'held', %s, %s, %s, %s)",
+            [(reservation_id, pid, q, price, name, now, now) for pid, q, price, name in lines],
         )
         take_sql = (
             f"UPDATE products SET stock = stock - CASE id {case} END "  # noqa: S608
@@ -207,7 +229,7 @@ def _reserve(
         )
         cursor.execute(take_sql, [*case_args, *ids, *case_args])
     products.commit()
-    return prices
+    return held
 
 
 def _marks(values: Sequence[object]) -> str:

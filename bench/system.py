@@ -55,6 +55,11 @@ def start(server_url: str, log_dir: Path, log: TextIO, overrides: dict[str, str]
         **database_urls,
         "ADMIN_USERNAME": ADMIN[0],
         "ADMIN_PASSWORD": ADMIN[1],
+        # Each shopper leaves most of its orders unpaid, back to back, and nothing expires them
+        # yet: a cap this high is checked on every order (the same conditional update) but never
+        # reached. With the payment timeout's expiry, a short ORDER_PAYMENT_TIMEOUT_S can bound
+        # the unpaid orders instead and this can go.
+        "MAX_PENDING_ORDERS": "1000000",
         **overrides,
     }
     supervisor = Supervisor(output=log, log_dir=log_dir)

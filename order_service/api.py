@@ -15,7 +15,12 @@ from common.inputs import JsonInt, json_body, query_params, require_distinct
 from common.pagination import PageQuery, page_of
 from order_service.clients import ReservationLine
 from order_service.orders_repository import Order, OrderFilter
-from order_service.service import OrderService, PlaceOrder, order_representation
+from order_service.service import (
+    OrderService,
+    PlaceOrder,
+    order_details_representation,
+    order_representation,
+)
 
 api = Blueprint("orders", __name__)
 
@@ -37,6 +42,7 @@ class NewOrder(BaseModel):
 
     userId: Id | None = None  # noqa: N815
     items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_ITEMS)]
+    shippingAddressId: Id | None = None  # noqa: N815
 
     @field_validator("items")
     @classmethod
@@ -46,7 +52,7 @@ class NewOrder(BaseModel):
 
     def command(self, idempotency_key: str | None) -> PlaceOrder:
         lines = tuple(ReservationLine(item.productId, item.quantity) for item in self.items)
-        return PlaceOrder(self.userId, lines, idempotency_key)
+        return PlaceOrder(self.userId, lines, idempotency_key, self.shippingAddressId)
 
 
 class OrderListQuery(PageQuery):
@@ -99,6 +105,14 @@ def list_orders() -> Response:
 @require_roles(CUSTOMER, ADMIN)
 def get_order(order_id: str) -> tuple[Response, int]:
     return _order_json(orders().get_order(order_id, current_principal()))
+
+
+@api.get("/api/v1/orders/<id:order_id>/details")
+@require_roles(CUSTOMER, ADMIN)
+def get_order_details(order_id: str) -> Response:
+    return jsonify(
+        order_details_representation(orders().order_details(order_id, current_principal()))
+    )
 
 
 @api.post("/api/v1/orders/<id:order_id>/pay")

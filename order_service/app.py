@@ -52,6 +52,8 @@ def order_service(settings: OrderSettings, db: Database) -> OrderService:
         HttpProductCatalog(products, token),
         HttpUserDirectory(users, token, cache_s=settings.user_cache_seconds),
         request_id=_request_id,
+        payment_timeout_s=settings.order_payment_timeout_s,
+        max_pending_orders=settings.max_pending_orders,
     )
 
 

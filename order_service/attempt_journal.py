@@ -27,6 +27,8 @@ class OrderAttempt:
     request_hash: str
     state: str
     order_id: str | None
+    # Whose order it would be: the placer, or the user an admin orders for.
+    orderer_id: str
 
 
 # Built once: SQLAlchemy then only binds their parameters (see orders_repository).
@@ -79,6 +81,7 @@ class AttemptRepository:
                 {
                     "id": attempt.id,
                     "user_id": attempt.user_id,
+                    "orderer_id": attempt.orderer_id,
                     "idempotency_key": attempt.idempotency_key,
                     "request_hash": attempt.request_hash,
                     "state": attempt.state,
@@ -107,6 +110,7 @@ class AttemptRepository:
             .where(order_attempts.c.id == old_id, order_attempts.c.state == FAILED)
             .values(
                 id=attempt.id,
+                orderer_id=attempt.orderer_id,
                 request_hash=attempt.request_hash,
                 state=IN_FLIGHT,
                 created_at=now,
@@ -164,4 +168,5 @@ def _attempt(row: sa.Row[tuple[object, ...]]) -> OrderAttempt:
         request_hash=row.request_hash,
         state=row.state,
         order_id=row.order_id,
+        orderer_id=row.orderer_id,
     )

@@ -15,6 +15,7 @@ import structlog
 from common.batching import Coalescer
 from common.errors import Conflict, ServiceUnavailable, Unprocessable, field_error
 from common.http import Answer, ServiceClient, request_id_being_served
+from order_service.orders_repository import ShippingAddress
 
 log = structlog.get_logger(__name__)
 # A token is renewed this long before it expires, so none is sent that expires on the way.
@@ -23,6 +24,8 @@ _MAX_REMEMBERED_USERS = 100_000
 UNKNOWN_PRODUCTS = "Some items name products that do not exist."
 # The product service's bounds on one batch of reservations.
 MAX_BATCH_RESERVATIONS, MAX_BATCH_ITEMS = 64, 100
+# order_items.name's width, the product service's own bound on a name.
+MAX_PRODUCT_NAME_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,25 @@ class ReservationLine:
     quantity: int
 
 
+@dataclass(frozen=True)
+class HeldItem:
+    """A reserved product's price and name, read under the same lock as its stock was taken."""
+
+    price: Decimal
+    name: str
+
+
+@dataclass(frozen=True)
+class UserProfile:
+    id: str
+    username: str
+    email: str
+
+
 class ProductCatalog(Protocol):
-    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, Decimal]:
+    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, HeldItem]:
         """All lines or none; Conflict naming every short item, Unprocessable if one is gone.
-        Returns each product's price, read under the same lock as its stock was taken."""
+        Returns each product's price and name as held."""
         ...
 
     def release(self, reservation_id: str) -> None:
@@ -45,6 +63,17 @@ class ProductCatalog(Protocol):
 class UserDirectory(Protocol):
     def require_user(self, user_id: str) -> None:
         """Unprocessable when no such user exists."""
+        ...
+
+    def address_of(self, user_id: str, address_id: str) -> ShippingAddress:
+        """The user's address, in one call that proves the user exists too. Unprocessable
+        naming `shippingAddressId` when the user or the address does not exist, or the address
+        is another user's."""
+        ...
+
+    def profile_of(self, user_id: str) -> UserProfile | None:
+        """The user as the user service has them now; None when it knows no such user (the
+        account was closed)."""
         ...
 
 
@@ -109,7 +138,7 @@ class HttpProductCatalog:
         self._products = products
         self._token = token
         # Concurrent orders' reservations travel together, as many items as one may hold.
-        self._reservations: Coalescer[_Reservation, dict[str, Decimal]] = Coalescer(
+        self._reservations: Coalescer[_Reservation, dict[str, HeldItem]] = Coalescer(
             "reservations",
             self._reserve_batch,
             max_calls=MAX_BATCH_RESERVATIONS,
@@ -117,12 +146,12 @@ class HttpProductCatalog:
             size_of=lambda reservation: len(reservation.lines),
         )
 
-    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, Decimal]:
+    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, HeldItem]:
         return self._reservations.call(
             _Reservation(reservation_id, lines, request_id_being_served())
         )
 
-    def _reserve_batch(self, batch: list[_Reservation]) -> list[dict[str, Decimal] | Exception]:
+    def _reserve_batch(self, batch: list[_Reservation]) -> list[dict[str, HeldItem] | Exception]:
         body = {
             "reservations": [
                 {
@@ -187,6 +216,41 @@ class HttpUserDirectory:
         if answer.status_code == 404:
             raise Unprocessable("No such user.", errors=[field_error("userId", "no such user")])
         _raise_unless_ok(answer, self._users.dependency_name)
+        self._remember(user_id)
+
+    def address_of(self, user_id: str, address_id: str) -> ShippingAddress:
+        answer = authorised_request(
+            self._users, self._token, "GET", f"/api/v1/users/{user_id}/addresses/{address_id}"
+        )
+        if answer.status_code == 404:
+            raise Unprocessable(
+                "No such address in this user's address book.",
+                errors=[field_error("shippingAddressId", "no such address of this user")],
+            )
+        _raise_unless_ok(answer, self._users.dependency_name)
+        try:
+            address = ShippingAddress.from_json(_json(answer))
+        except ValueError as malformed:
+            log.error(
+                "address_malformed", dependency=self._users.dependency_name, error=str(malformed)
+            )
+            raise _refused_by(self._users.dependency_name, answer.status_code) from malformed
+        self._remember(user_id)
+        return address
+
+    def profile_of(self, user_id: str) -> UserProfile | None:
+        answer = authorised_request(self._users, self._token, "GET", f"/api/v1/users/{user_id}")
+        if answer.status_code == 404:
+            return None
+        _raise_unless_ok(answer, self._users.dependency_name)
+        body = _json(answer)
+        username, email = body.get("username"), body.get("email")
+        if not (body.get("id") == user_id and isinstance(username, str) and isinstance(email, str)):
+            log.error("user_malformed", dependency=self._users.dependency_name)
+            raise _refused_by(self._users.dependency_name, answer.status_code)
+        return UserProfile(user_id, username, email)
+
+    def _remember(self, user_id: str) -> None:
         if len(self._known_until) >= _MAX_REMEMBERED_USERS:
             self._known_until.clear()  # bounded memory; forgetting only costs a lookup
         self._known_until[user_id] = time.monotonic() + self._cache_s
@@ -219,8 +283,8 @@ def _short_items_refusal(
 
 def _reservation_outcome(
     result: Any, lines: Sequence[ReservationLine], dependency: str
-) -> dict[str, Decimal] | Exception:
-    """One reservation's answer within a batch: its prices, or what our client is told."""
+) -> dict[str, HeldItem] | Exception:
+    """One reservation's answer within a batch: its items as held, or what our client is told."""
     status = result.get("status") if isinstance(result, dict) else None
     body = result.get("body") if isinstance(result, dict) else None
     body = body if isinstance(body, dict) else {}
@@ -230,22 +294,33 @@ def _reservation_outcome(
         return _short_items_refusal(body["items"], lines)
     if status != 201:
         return _refused_by(dependency, status)
-    return _held_prices(body, lines, dependency)
+    return _held_items(body, lines, dependency)
 
 
-def _held_prices(
+def _held_items(
     reservation: dict[str, Any], lines: Sequence[ReservationLine], dependency: str
-) -> dict[str, Decimal] | Exception:
-    """Each reserved product's price. A reservation answered without them (a product service
-    older than this one) is that service's failure: the caller's abandon releases the stock."""
+) -> dict[str, HeldItem] | Exception:
+    """Each reserved product's price and name. A reservation answered without them (a product
+    service older than this one) is that service's failure: the caller's abandon releases the
+    stock."""
     try:
-        prices = {item["productId"]: Decimal(item["price"]) for item in reservation["items"]}
-    except (KeyError, TypeError, ArithmeticError):
-        log.error("reservation_without_prices", dependency=dependency)
-        return ServiceUnavailable(f"The {dependency} did not price the items.")
-    if any(line.product_id not in prices for line in lines):
-        return ServiceUnavailable(f"The {dependency} did not price every item.")
-    return prices
+        held = {
+            item["productId"]: HeldItem(Decimal(item["price"]), _product_name(item["name"]))
+            for item in reservation["items"]
+        }
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        log.error("reservation_without_prices_or_names", dependency=dependency)
+        return ServiceUnavailable(f"The {dependency} did not price and name the items.")
+    if any(line.product_id not in held for line in lines):
+        return ServiceUnavailable(f"The {dependency} did not price and name every item.")
+    return held
+
+
+def _product_name(name: object) -> str:
+    """A product name as order_items holds it (the product service's own bound)."""
+    if not isinstance(name, str) or len(name) > MAX_PRODUCT_NAME_CHARS:
+        raise ValueError("not a product name")
+    return name
 
 
 def _json(answer: Answer) -> dict[str, Any]:

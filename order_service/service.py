@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 import structlog
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from common.auth import Principal
@@ -42,7 +44,7 @@ from order_service.attempt_journal import (
     AttemptRepository,
     OrderAttempt,
 )
-from order_service.clients import ProductCatalog, ReservationLine, UserDirectory
+from order_service.clients import ProductCatalog, ReservationLine, UserDirectory, UserProfile
 from order_service.orders_repository import (
     ADMIN_CANCEL,
     CANCELLED,
@@ -53,8 +55,10 @@ from order_service.orders_repository import (
     OrderFilter,
     OrderLine,
     OrderRepository,
+    ShippingAddress,
 )
 from order_service.outbox_repository import OutboxEvent, OutboxRepository
+from order_service.pending_orders import PendingOrders, PendingOrdersCapReached
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -66,6 +70,11 @@ IN_FLIGHT_RETRY_AFTER_S = 1
 CANCEL_RETRY_AFTER_S = 5
 # The most orders one group commit writes together.
 GROUP_COMMIT_MAX = 16
+# The users whose unpaid-order counter this process knows exists (counters are never deleted);
+# bounded memory, forgetting one only costs an insert that finds it.
+_MAX_COUNTED_USERS = 100_000
+DEFAULT_PAYMENT_TIMEOUT_S = 1800
+DEFAULT_MAX_PENDING_ORDERS = 100
 
 
 @dataclass(frozen=True)
@@ -73,12 +82,20 @@ class PlaceOrder:
     user_id: str | None
     lines: tuple[ReservationLine, ...]
     idempotency_key: str | None
+    shipping_address_id: str | None = None
 
 
 @dataclass(frozen=True)
 class PlacedOrder:
     order: Order
     replayed: bool
+
+
+@dataclass(frozen=True)
+class OrderDetails:
+    order: Order
+    # None when the user service no longer knows the user (the account was closed).
+    user: UserProfile | None
 
 
 def order_representation(order: Order) -> dict[str, object]:
@@ -90,14 +107,31 @@ def order_representation(order: Order) -> dict[str, object]:
         "items": [
             {
                 "productId": line.product_id,
+                "name": line.name,
                 "quantity": line.quantity,
                 "price": format_money(line.price),
             }
             for line in order.items
         ],
         "cancelReason": order.cancel_reason,
+        "shippingAddress": (
+            None if order.shipping_address is None else order.shipping_address.as_json()
+        ),
+        "expiresAt": None if order.expires_at is None else isoformat(order.expires_at),
         "createdAt": isoformat(order.created_at),
         "updatedAt": isoformat(order.updated_at),
+    }
+
+
+def order_details_representation(details: OrderDetails) -> dict[str, object]:
+    user = details.user
+    return {
+        **order_representation(details.order),
+        "user": (
+            {"id": details.order.user_id, "closed": True}
+            if user is None
+            else {"id": user.id, "username": user.username, "email": user.email}
+        ),
     }
 
 
@@ -127,9 +161,11 @@ def _group_committed(
 
 
 def _one_cannot_go_with_the_rest(failure: Exception) -> bool:
-    """A key used before, an attempt the worker claimed, or a deadlock: the batch rolled back
-    for one of its items, so each is tried on its own."""
-    return isinstance(failure, IntegrityError | _NoLongerInFlight) or is_retryable_conflict(failure)
+    """A key used before, an attempt the worker claimed, a user at the cap of unpaid orders, or
+    a deadlock: the batch rolled back for one of its items, so each is tried on its own."""
+    return isinstance(
+        failure, IntegrityError | _NoLongerInFlight | PendingOrdersCapReached
+    ) or is_retryable_conflict(failure)
 
 
 class OrderService:
@@ -141,12 +177,17 @@ class OrderService:
         *,
         clock: Clock = utcnow,
         request_id: Callable[[], str | None] = lambda: None,
+        payment_timeout_s: float = DEFAULT_PAYMENT_TIMEOUT_S,
+        max_pending_orders: int = DEFAULT_MAX_PENDING_ORDERS,
     ) -> None:
         self._db = db
         self._catalog = catalog
         self._users = users
         self._clock = clock
         self._request_id = request_id
+        self._payment_timeout = timedelta(seconds=payment_timeout_s)
+        self._max_pending_orders = max_pending_orders
+        self._counted_users: set[str] = set()
         # Group commit: the journal entries, and the final writes, of the orders this process
         # places at the same time share a transaction (see common.batching).
         self._journal_each = _group_committed(self._journal_together)
@@ -162,15 +203,17 @@ class OrderService:
             id=new_id(),
             user_id=principal.user_id,
             idempotency_key=command.idempotency_key,
-            request_hash=_request_hash(user_id, command.lines),
+            request_hash=_request_hash(user_id, command.lines, command.shipping_address_id),
             state=IN_FLIGHT,
             order_id=None,
+            orderer_id=user_id,
         )
+        self._start_counting(user_id)
         earlier_order_id = self._journal(attempt)
         if earlier_order_id is not None:
             return PlacedOrder(self._order(earlier_order_id), replayed=True)
         try:
-            order = self._reserve_and_record(attempt.id, user_id, command.lines)
+            order = self._reserve_and_record(attempt.id, user_id, command)
         except BaseException:
             self._abandon(attempt.id)
             raise
@@ -192,6 +235,9 @@ class OrderService:
                     continue  # restarted under a new id in between; look again
                 if earlier.state == FAILED:
                     if attempts.restart_failed(earlier.id, attempt, self._clock()):
+                        # A new attempt, so a new unpaid slot (refused at the cap: the restart
+                        # rolls back and the key stays failed).
+                        self._take_slots(connection, [attempt])
                         return None
                     continue
                 return _answer_for_earlier(earlier, attempt.request_hash)
@@ -200,13 +246,14 @@ class OrderService:
             headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
         )
 
-    def _reserve_and_record(
-        self, attempt_id: str, user_id: str, lines: Sequence[ReservationLine]
-    ) -> Order:
-        self._users.require_user(user_id)
+    def _reserve_and_record(self, attempt_id: str, user_id: str, command: PlaceOrder) -> Order:
+        lines = command.lines
+        address = self._shipping_address(user_id, command.shipping_address_id)
         # The attempt id is the reservation id, so a retried reserve never takes stock twice.
-        prices = self._catalog.reserve(attempt_id, lines)
-        total = sum((prices[line.product_id] * line.quantity for line in lines), Decimal("0.00"))
+        held = self._catalog.reserve(attempt_id, lines)
+        total = sum(
+            (held[line.product_id].price * line.quantity for line in lines), Decimal("0.00")
+        )
         if total > MAX_AMOUNT:
             # DECIMAL(12,2) cannot hold it; the caller's abandon gives the stock back.
             raise Unprocessable(
@@ -215,7 +262,12 @@ class OrderService:
             )
         now = self._clock()
         items = tuple(
-            OrderLine(line.product_id, line.quantity, prices[line.product_id])
+            OrderLine(
+                line.product_id,
+                line.quantity,
+                held[line.product_id].price,
+                held[line.product_id].name,
+            )
             for line in sorted(lines, key=lambda line: line.product_id)
         )
         order = Order(
@@ -227,14 +279,44 @@ class OrderService:
             items=items,
             created_at=now,
             updated_at=now,
+            shipping_address=address,
+            expires_at=now + self._payment_timeout,
         )
         self._records.call(_Record(attempt_id, order, self._event(order, ORDER_CREATED)))
         return order
 
+    def _shipping_address(self, user_id: str, address_id: str | None) -> ShippingAddress | None:
+        """Reading the user's address proves the user exists too, so either is one call."""
+        if address_id is None:
+            self._users.require_user(user_id)
+            return None
+        return self._users.address_of(user_id, address_id)
+
     def _journal_together(self, attempts: list[OrderAttempt]) -> None:
-        # A key used before refuses the whole insert (IntegrityError).
+        # A key used before refuses the whole insert (IntegrityError); a user at the cap
+        # refuses the whole batch too (PendingOrdersCapReached); either is then tried alone.
         with self._db.transaction() as connection:
             AttemptRepository(connection).add_each(attempts, self._clock())
+            self._take_slots(connection, attempts)
+
+    def _take_slots(self, connection: Connection, attempts: Sequence[OrderAttempt]) -> None:
+        slots = Counter(attempt.orderer_id for attempt in attempts)
+        PendingOrders(connection).take_slots(slots, self._max_pending_orders)
+
+    def _start_counting(self, user_id: str) -> None:
+        """Makes sure the user's counter exists before their first attempt takes a slot in it:
+        once per user and process, in a transaction of its own (so the journal's stays one
+        insert and one update)."""
+        if user_id in self._counted_users:
+            return
+        try:
+            with self._db.transaction() as connection:
+                PendingOrders(connection).start_counting(user_id)
+        except IntegrityError:
+            pass  # counted already
+        if len(self._counted_users) >= _MAX_COUNTED_USERS:
+            self._counted_users.clear()
+        self._counted_users.add(user_id)
 
     def _record_together(self, records: list[_Record]) -> None:
         """Each attempt still in flight becomes its order with its event, in one transaction."""
@@ -266,7 +348,8 @@ class OrderService:
         which is idempotent."""
         self._catalog.release(attempt_id)
         with self._db.transaction() as connection:
-            AttemptRepository(connection).move(attempt_id, ABANDONED, FAILED, self._clock())
+            if AttemptRepository(connection).move(attempt_id, ABANDONED, FAILED, self._clock()):
+                PendingOrders(connection).free_slot_of_attempt(attempt_id)
 
     def repair_attempts(self, *, stale_after_s: float, limit: int = 100) -> int:
         """Claims attempts whose request died in flight, then releases every abandoned one.
@@ -305,7 +388,7 @@ class OrderService:
                 return order
             if order.status != PENDING or order.cancelling:
                 raise Conflict("The order is cancelled or being cancelled; it cannot be paid.")
-            paid = replace(order, status=PAID, updated_at=self._clock())
+            paid = replace(order, status=PAID, updated_at=self._clock(), expires_at=None)
             orders.set_status(order.id, PAID, paid.updated_at)
             OutboxRepository(connection).add(self._event(paid, ORDER_PAID))
         return paid
@@ -373,7 +456,7 @@ class OrderService:
     def _finish_cancel(self, order: Order) -> Order:
         """Step (3): CANCELLED and its event in one transaction, by whichever finisher comes
         first (a repeated cancel and the worker may race; the other reads the result)."""
-        cancelled = replace(order, status=CANCELLED, updated_at=self._clock())
+        cancelled = replace(order, status=CANCELLED, updated_at=self._clock(), expires_at=None)
         with self._db.transaction() as connection:
             if OrderRepository(connection).finish_cancel(order.id, cancelled.updated_at):
                 OutboxRepository(connection).add(self._event(cancelled, ORDER_CANCELLED))
@@ -386,15 +469,22 @@ class OrderService:
         with self._db.transaction() as connection:
             return _visible(OrderRepository(connection).get(order_id), principal)
 
+    def order_details(self, order_id: str, principal: Principal) -> OrderDetails:
+        """The order with its user as the user service has them now (no transaction is held
+        during that call)."""
+        order = self.get_order(order_id, principal)
+        return OrderDetails(order, self._users.profile_of(order.user_id))
+
     def list_orders(
-        self, principal: Principal, where: OrderFilter, after_id: str | None, limit: int
+        self, principal: Principal, where: OrderFilter, before_id: str | None, limit: int
     ) -> list[Order]:
+        """Newest first; `before_id` is the last order of the previous page."""
         if not principal.is_admin:
             if where.user_id not in (None, principal.user_id):
                 raise Forbidden("Customers may list only their own orders.")
             where = replace(where, user_id=principal.user_id)
         with self._db.transaction() as connection:
-            return OrderRepository(connection).page(where, after_id, limit)
+            return OrderRepository(connection).page(where, before_id, limit)
 
     def _order(self, order_id: str) -> Order:
         with self._db.transaction() as connection:
@@ -423,7 +513,7 @@ class OrderService:
         )
 
 
-_EVENT_FIELDS = ("userId", "status", "totalAmount", "items")
+_EVENT_FIELDS = ("userId", "status", "totalAmount", "items", "shippingAddress", "expiresAt")
 
 
 def _orderer(command: PlaceOrder, principal: Principal) -> str:
@@ -435,12 +525,18 @@ def _orderer(command: PlaceOrder, principal: Principal) -> str:
     return command.user_id
 
 
-def _request_hash(user_id: str, lines: Sequence[ReservationLine]) -> str:
-    """The same order, whatever the order of its items."""
-    canonical = json.dumps(
-        {"userId": user_id, "items": sorted((line.product_id, line.quantity) for line in lines)}
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def _request_hash(
+    user_id: str, lines: Sequence[ReservationLine], shipping_address_id: str | None = None
+) -> str:
+    """The same order, whatever the order of its items. The address counts only when given,
+    so a body without one hashes as it did before addresses existed."""
+    body: dict[str, object] = {
+        "userId": user_id,
+        "items": sorted((line.product_id, line.quantity) for line in lines),
+    }
+    if shipping_address_id is not None:
+        body["shippingAddressId"] = shipping_address_id
+    return hashlib.sha256(json.dumps(body).encode()).hexdigest()
 
 
 def _answer_for_earlier(earlier: OrderAttempt, request_hash: str) -> str:

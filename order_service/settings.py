@@ -4,6 +4,7 @@ from pydantic import AliasChoices, Field
 
 from common.config import CommonSettings, database_password_alias
 from order_service.heartbeat import DEFAULT_HEARTBEAT_FILE
+from order_service.service import DEFAULT_MAX_PENDING_ORDERS, DEFAULT_PAYMENT_TIMEOUT_S
 
 
 class OrderSettings(CommonSettings):
@@ -30,6 +31,11 @@ class OrderSettings(CommonSettings):
     # An attempt still in flight after this long lost its request (a crash, a kill): the
     # worker gives its reservation back. Far above any request's own timeouts.
     attempt_repair_after_s: float = Field(default=30, gt=0)
+    # How long a PENDING order holds its stock unpaid (its expiresAt): at least a second (the
+    # demo's and tests' short timeouts), at most 30 days (stock held longer is stock lost).
+    order_payment_timeout_s: int = Field(default=DEFAULT_PAYMENT_TIMEOUT_S, ge=1, le=30 * 86400)
+    # The most unpaid orders (PENDING or being placed) one user may have; 0 turns the cap off.
+    max_pending_orders: int = Field(default=DEFAULT_MAX_PENDING_ORDERS, ge=0, le=1_000_000)
     relay_batch_size: int = Field(default=10, ge=1, le=10)  # SendMessageBatch takes 10 at most
     relay_threads: int = Field(default=2, ge=1, le=16)
     relay_idle_poll_s: float = Field(default=0.1, gt=0)

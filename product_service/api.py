@@ -222,6 +222,8 @@ def _reservation_item_json(line: ReservationLine) -> dict[str, Any]:
     item: dict[str, Any] = {"productId": line.product_id, "quantity": line.quantity}
     if line.price is not None:
         item["price"] = format_money(line.price)
+    if line.name is not None:
+        item["name"] = line.name
     return item
 
 

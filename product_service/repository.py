@@ -38,8 +38,10 @@ reservations = sa.Table(
     sa.Column("product_id", sa.String(36), primary_key=True),
     sa.Column("quantity", sa.Integer(), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
-    # The product's price when the line was taken by a batch reservation; NULL otherwise.
+    # The product's price and name when the line was taken by a batch reservation; NULL
+    # otherwise (and the name on lines taken before names were kept).
     sa.Column("price", sa.Numeric(12, 2), nullable=True),
+    sa.Column("name", sa.String(200), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
@@ -90,6 +92,7 @@ class ReservationLine:
     quantity: int
     state: str
     price: Decimal | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class StockLevel:
     """What a reservation needs of a locked product row, and nothing more."""
 
     id: str
+    name: str
     price: Decimal
     stock: int
     archived: bool
@@ -286,7 +290,9 @@ class ProductRepository:
             _lock_stock_statement(len(product_ids)), _id_values(sorted(product_ids))
         )
         return {
-            row.id: StockLevel(row.id, Decimal(row.price), int(row.stock), bool(row.archived))
+            row.id: StockLevel(
+                row.id, row.name, Decimal(row.price), int(row.stock), bool(row.archived)
+            )
             for row in rows
         }
 
@@ -324,6 +330,7 @@ class ReservationRepository:
                     "quantity": line.quantity,
                     "state": line.state,
                     "price": line.price,
+                    "name": line.name,
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -381,6 +388,7 @@ _RESERVATION_LINES = (
         reservations.c.quantity,
         reservations.c.state,
         reservations.c.price,
+        reservations.c.name,
     )
     .where(reservations.c.reservation_id == sa.bindparam("reservation_id"))
     .order_by(reservations.c.product_id)
@@ -407,11 +415,12 @@ def _stock_change(items: int) -> tuple[list[sa.BindParameter[str]], sa.Case[int]
 # One statement per batch size (at most the API's item limit), built once and reused, so
 # SQLAlchemy only binds values; building the CASE anew each time cost more than running it.
 @functools.cache
-def _lock_stock_statement(items: int) -> sa.Select[tuple[str, Decimal, int, bool]]:
+def _lock_stock_statement(items: int) -> sa.Select[tuple[str, str, Decimal, int, bool]]:
     """The first statement of every batch reservation: only the columns it needs."""
     return (
         sa.select(
             products.c.id,
+            products.c.name,
             products.c.price,
             products.c.stock,
             products.c.archived_at.is_not(None).label("archived"),

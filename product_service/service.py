@@ -69,7 +69,8 @@ class StockReservation:
 class Reservation:
     reservation_id: str
     state: str
-    # Each product's line; its price is the one it was held at (batch reservations only).
+    # Each product's line; its price and name are those it was held at (batch reservations
+    # only).
     items: list[ReservationLine]
 
 
@@ -249,7 +250,7 @@ class ProductService:
                 # reservation queues here too, and then collides with the committed lines.
                 locked = products.lock_stock(list(wanted))
                 held = [
-                    ReservationLine(product_id, quantity, HELD, locked[product_id].price)
+                    _held_line(product_id, quantity, locked[product_id])
                     for product_id, quantity in wanted.items()
                     if product_id in locked
                 ]
@@ -359,10 +360,15 @@ def _grant_in_turn(
             for product_id, quantity in quantities.items():
                 available[product_id] -= quantity
             granted[reservation_id] = [
-                ReservationLine(product_id, quantity, HELD, locked[product_id].price)
+                _held_line(product_id, quantity, locked[product_id])
                 for product_id, quantity in quantities.items()
             ]
     return granted
+
+
+def _held_line(product_id: str, quantity: int, product: StockLevel) -> ReservationLine:
+    """A line remembers the product's price and name as they were under the stock's lock."""
+    return ReservationLine(product_id, quantity, HELD, product.price, product.name)
 
 
 def _total_quantities(lines_of_each: Iterable[list[ReservationLine]]) -> dict[str, int]:

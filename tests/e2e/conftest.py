@@ -181,6 +181,9 @@ class OrderStack:
             "ORDER_EVENTS_QUEUE": QUEUE_NAME,
             "WORKER_HEARTBEAT_FILE": str(self.log_dir / f"heartbeat-{uuid.uuid4().hex}"),
             "PYTHONUNBUFFERED": "1",
+            # The session's shared customer leaves hundreds of orders unpaid across the suite;
+            # the cap itself is proven against MySQL in tests/integration/orders.
+            "MAX_PENDING_ORDERS": "1000000",
             **overrides,
         }
         run_cli("order_service", "prestart", env=env)

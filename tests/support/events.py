@@ -14,7 +14,8 @@ from typing import Any
 
 from devstack.sqs import local_sqs_client
 
-# Every field an order event's body has, per the contract (API.md, "Events").
+# Every field an order event's body has, per the contract (API.md, "Events"): the order's
+# state, with its items' names, its shipping address copy and its payment deadline.
 EVENT_BODY_FIELDS = {
     "eventId",
     "eventType",
@@ -24,6 +25,8 @@ EVENT_BODY_FIELDS = {
     "status",
     "totalAmount",
     "items",
+    "shippingAddress",
+    "expiresAt",
 }
 
 

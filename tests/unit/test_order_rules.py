@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from decimal import Decimal
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from common.auth import Principal
 from common.errors import Conflict, Forbidden, ServiceUnavailable, Unprocessable
 from order_service.attempt_journal import COMPLETED, FAILED, IN_FLIGHT, OrderAttempt
-from order_service.clients import ReservationLine, _reservation_outcome
+from order_service.clients import HeldItem, ReservationLine, _reservation_outcome
 from order_service.service import PlaceOrder, _answer_for_earlier, _orderer, _request_hash
 from order_service.worker import _Backoff
 
@@ -41,8 +43,21 @@ def test_the_request_hash_ignores_item_order_but_not_quantities_or_user():
     assert _request_hash("u", [a]) != _request_hash("v", [a])
 
 
+def test_the_request_hash_counts_the_shipping_address_only_when_given():
+    a = ReservationLine("a", 1)
+    home, work = "0190f0a0-0000-7000-8000-000000000001", "0190f0a0-0000-7000-8000-000000000002"
+    assert _request_hash("u", [a], home) != _request_hash("u", [a], work)
+    assert _request_hash("u", [a], home) != _request_hash("u", [a])
+    # A body without an address hashes as it did before addresses existed, so a retry across
+    # the upgrade is still recognised.
+    assert (
+        _request_hash("u", [a])
+        == hashlib.sha256(json.dumps({"userId": "u", "items": [("a", 1)]}).encode()).hexdigest()
+    )
+
+
 def attempt(state: str, request_hash: str = "h", order_id: str | None = None) -> OrderAttempt:
-    return OrderAttempt("id", "u", "key", request_hash, state, order_id)
+    return OrderAttempt("id", "u", "key", request_hash, state, order_id, "u")
 
 
 def test_an_earlier_attempt_decides_the_answer():
@@ -75,20 +90,23 @@ def held(items: list[dict[str, object]]) -> dict[str, object]:
     return {"reservationId": "r", "state": "held", "items": items}
 
 
-def test_a_reservation_answer_gives_each_items_price():
-    answer = held([{"productId": "p", "quantity": 1, "price": "0.00"}])
-    assert outcome(201, answer) == {"p": Decimal("0.00")}
+def test_a_reservation_answer_gives_each_items_price_and_name():
+    answer = held([{"productId": "p", "quantity": 1, "price": "0.00", "name": "Pen"}])
+    assert outcome(201, answer) == {"p": HeldItem(Decimal("0.00"), "Pen")}
 
 
 @pytest.mark.parametrize(
     "items",
     [
         [{"productId": "p", "quantity": 1}],  # a product service older than the order service
-        [{"productId": "p", "quantity": 1, "price": None}],
-        [{"productId": "q", "quantity": 1, "price": "1.00"}],  # p is missing
+        [{"productId": "p", "quantity": 1, "price": None, "name": "Pen"}],
+        [{"productId": "p", "quantity": 1, "price": "1.00"}],  # named by no product service yet
+        [{"productId": "p", "quantity": 1, "price": "1.00", "name": None}],
+        [{"productId": "p", "quantity": 1, "price": "1.00", "name": "x" * 201}],
+        [{"productId": "q", "quantity": 1, "price": "1.00", "name": "Pen"}],  # p is missing
     ],
 )
-def test_a_reservation_answer_without_every_price_is_the_dependencys_failure(items):
+def test_a_reservation_answer_without_every_price_and_name_is_the_dependencys_failure(items):
     assert isinstance(outcome(201, held(items)), ServiceUnavailable)
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from common.errors import ServiceUnavailable
 from common.http import ServiceClient
+from tests.support.http_servers import serving
 
 
 class Downstream(BaseHTTPRequestHandler):
@@ -48,13 +48,9 @@ class Downstream(BaseHTTPRequestHandler):
 @pytest.fixture
 def downstream() -> Iterator[type[Downstream]]:
     Downstream.failures, Downstream.seen = 0, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Downstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    Downstream.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    yield Downstream
-    server.shutdown()
-    server.server_close()
+    with serving(Downstream) as url:
+        Downstream.url = url  # type: ignore[attr-defined]
+        yield Downstream
 
 
 def client_for(url: str) -> ServiceClient:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.e2e.conftest import Account
 from tests.e2e.orders.shop import (
     SPEC,
     all_at_once,
@@ -55,8 +56,8 @@ def test_a_customer_places_an_order_priced_by_the_catalog(
     assert order["totalAmount"] == "40.13"
     assert by_product(order["items"]) == by_product(
         [
-            {"productId": desk["id"], "quantity": 2, "price": "19.99"},
-            {"productId": pen["id"], "quantity": 3, "price": "0.05"},
+            {"productId": desk["id"], "name": desk["name"], "quantity": 2, "price": "19.99"},
+            {"productId": pen["id"], "name": pen["name"], "quantity": 3, "price": "0.05"},
         ]
     )
     assert str(uuid.UUID(order["id"])) == order["id"]
@@ -358,7 +359,8 @@ def test_every_order_endpoint_needs_a_valid_token(order_service, customer, new_p
 def test_a_customer_lists_only_their_own_orders(order_service, admin, new_customer, new_product):
     alice, bob = new_customer(), new_customer()
     product = new_product()
-    alices = [placed(order_service.url, alice, [line(product)])["id"] for _ in range(2)]
+    # Newest first.
+    alices = [placed(order_service.url, alice, [line(product)])["id"] for _ in range(2)][::-1]
     bobs = [placed(order_service.url, bob, [line(product)])["id"]]
 
     listed = list_orders(order_service.url, alice)
@@ -390,7 +392,7 @@ def test_an_admin_lists_everyones_orders_and_filters_by_user_and_status(
         assert response.status_code == 200, response.text
         return [o["id"] for o in response.json()["items"]]
 
-    assert ids(userId=alice.id) == [first["id"], second["id"]]
+    assert ids(userId=alice.id) == [second["id"], first["id"]]  # newest first
     assert ids(userId=alice.id, status="PAID") == [first["id"]]
     assert ids(userId=alice.id, status="PENDING") == [second["id"]]
     assert ids(userId=alice.id, status="CANCELLED") == []
@@ -408,11 +410,13 @@ def test_lists_page_by_keyset_stable_under_inserts(order_service, new_customer, 
     product = new_product()
     placed_ids = [placed(order_service.url, buyer, [line(product)])["id"] for _ in range(5)]
 
+    newest_first = placed_ids[::-1]
     first = list_orders(order_service.url, buyer, limit=2).json()
-    assert [o["id"] for o in first["items"]] == placed_ids[:2]
+    assert [o["id"] for o in first["items"]] == newest_first[:2]
     assert isinstance(first["nextCursor"], str)
-    # An order placed between pages shows up once, at the end, without shifting the pages.
-    placed_ids.append(placed(order_service.url, buyer, [line(product)])["id"])
+    # An order placed between pages is newer than every page still to come: it shifts none of
+    # them, and shows up on a fresh first page.
+    later = placed(order_service.url, buyer, [line(product)])["id"]
     seen = [o["id"] for o in first["items"]]
     cursor = first["nextCursor"]
     while cursor is not None:
@@ -420,10 +424,10 @@ def test_lists_page_by_keyset_stable_under_inserts(order_service, new_customer, 
         assert len(page["items"]) <= 2
         seen += [o["id"] for o in page["items"]]
         cursor = page["nextCursor"]
-    assert seen == placed_ids
+    assert seen == newest_first
 
     default = list_orders(order_service.url, buyer).json()
-    assert len(default["items"]) == 6
+    assert [o["id"] for o in default["items"]] == [later, *newest_first]
     assert default["nextCursor"] is None
 
 
@@ -600,7 +604,11 @@ def test_each_state_change_publishes_its_event(
     assert body["userId"] == customer.id
     assert body["status"] == "PENDING"
     assert body["totalAmount"] == "10.00"
-    assert body["items"] == [{"productId": product["id"], "quantity": 4, "price": "2.50"}]
+    assert body["items"] == [
+        {"productId": product["id"], "name": product["name"], "quantity": 4, "price": "2.50"}
+    ]
+    assert body["shippingAddress"] is None
+    assert body["expiresAt"] == order["expiresAt"] is not None
     assert body["occurredAt"]
 
     assert transition(order_service.url, customer, order["id"], "pay").status_code == 200
@@ -609,6 +617,7 @@ def test_each_state_change_publishes_its_event(
     (paid,) = [e for e in events.values() if e.event_type == "order_paid"]
     assert paid.attributes["eventType"] == "order_paid"
     assert paid.body["status"] == "PAID"
+    assert paid.body["expiresAt"] is None
     assert paid.body["orderId"] == order["id"]
     assert paid.body["eventId"] != body["eventId"]
     # The repeated pay changed nothing, so it published nothing either.
@@ -723,3 +732,62 @@ def test_health_readiness_metrics_and_the_document(
     document = get("/openapi.yaml")
     assert document.status_code == 200
     assert document.text == SPEC.read_text(encoding="utf-8")
+
+
+# --- what an order keeps, and its details -------------------------------------------------------
+
+
+def test_a_pending_order_has_a_payment_deadline_that_paying_clears(
+    order_service, customer, new_product
+):
+    order = placed(order_service.url, customer, [line(new_product())])
+    created = datetime.fromisoformat(order["createdAt"])
+    # ORDER_PAYMENT_TIMEOUT_S's default.
+    assert datetime.fromisoformat(order["expiresAt"]) - created == timedelta(seconds=1800)
+    assert order["shippingAddress"] is None
+    paid = transition(order_service.url, customer, order["id"], "pay").json()
+    assert paid["expiresAt"] is None
+
+
+def test_an_address_that_is_not_the_customers_is_422_and_reserves_nothing(
+    order_service, product_service, customer, new_product
+):
+    product = new_product(stock=4)
+    response = conforming(
+        requests.post(
+            f"{order_service.url}/api/v1/orders",
+            json={"items": [line(product)], "shippingAddressId": random_id()},
+            headers=customer.headers,
+            timeout=10,
+        )
+    )
+    assert error_fields(assert_problem(response, 422)) == {"shippingAddressId"}
+    assert stock_of(product_service.url, product) == 4
+
+
+def test_details_show_the_order_with_its_user_as_the_user_service_has_them(
+    order_service, admin, new_customer, new_product, user_service
+):
+    buyer, stranger = new_customer(), new_customer()
+    order = placed(order_service.url, buyer, [line(new_product())])
+
+    def details(account: Account) -> requests.Response:
+        return conforming(
+            requests.get(
+                f"{order_service.url}/api/v1/orders/{order['id']}/details",
+                headers=account.headers,
+                timeout=10,
+            )
+        )
+
+    user = requests.get(
+        f"{user_service.url}/api/v1/users/{buyer.id}", headers=buyer.headers, timeout=10
+    ).json()
+    for account in (buyer, admin):
+        shown = details(account)
+        assert shown.status_code == 200, shown.text
+        assert shown.json() == {
+            **get_order(order_service.url, buyer, order["id"]).json(),
+            "user": {"id": buyer.id, "username": user["username"], "email": user["email"]},
+        }
+    assert_problem(details(stranger), 404)

@@ -3,7 +3,8 @@ own use cases standing in for its HTTP API (the same SQL, minus the wire)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -15,7 +16,8 @@ from common.errors import Problem, ServiceUnavailable, Unprocessable, field_erro
 from common.ids import new_id
 from common.migrations import upgrade_to_head
 from order_service.app import MIGRATIONS_DIR as ORDER_MIGRATIONS
-from order_service.clients import ReservationLine, _short_items_refusal
+from order_service.clients import HeldItem, ReservationLine, UserProfile, _short_items_refusal
+from order_service.orders_repository import ShippingAddress
 from order_service.service import OrderService, PlaceOrder
 from product_service.app import MIGRATIONS_DIR as PRODUCT_MIGRATIONS
 from product_service.repository import HELD, reservations
@@ -36,7 +38,7 @@ class ProductServiceCatalog:
         if name in self.down:
             raise ServiceUnavailable("The product service is unavailable.")
 
-    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, Decimal]:
+    def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, HeldItem]:
         self._call("reserve")
         try:
             reservation = self.products.reserve_items(
@@ -51,7 +53,11 @@ class ProductServiceCatalog:
             raise
         if self.lose_answers:
             raise ServiceUnavailable("The product service's answer was lost.")
-        return {line.product_id: line.price for line in reservation.items if line.price is not None}
+        return {
+            line.product_id: HeldItem(line.price, line.name)
+            for line in reservation.items
+            if line.price is not None and line.name is not None
+        }
 
     def release(self, reservation_id: str) -> None:
         self._call("release")
@@ -59,12 +65,42 @@ class ProductServiceCatalog:
 
 
 class KnownUsers:
+    """The user directory port, answered from memory as the user service would: each user's
+    address book (`addresses[user_id][address_id]`, the user service's JSON), accounts that
+    are closed, and `down` for a user service that cannot be reached. `calls` counts the
+    calls made to it, by name."""
+
     def __init__(self, *user_ids: str) -> None:
         self.user_ids = set(user_ids)
+        self.addresses: dict[str, dict[str, dict[str, object]]] = {}
+        self.down = False
+        self.calls: dict[str, int] = {}
+
+    def _call(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        if self.down:
+            raise ServiceUnavailable("The user service is unavailable.")
 
     def require_user(self, user_id: str) -> None:
+        self._call("require_user")
         if user_id not in self.user_ids:
             raise Unprocessable("No such user.", errors=[field_error("userId", "no such user")])
+
+    def address_of(self, user_id: str, address_id: str) -> ShippingAddress:
+        self._call("address_of")
+        address = self.addresses.get(user_id, {}).get(address_id)
+        if user_id not in self.user_ids or address is None:
+            raise Unprocessable(
+                "No such address.",
+                errors=[field_error("shippingAddressId", "no such address of this user")],
+            )
+        return ShippingAddress.from_json(address)
+
+    def profile_of(self, user_id: str) -> UserProfile | None:
+        self._call("profile_of")
+        if user_id not in self.user_ids:
+            return None
+        return UserProfile(user_id, f"user-{user_id[-6:]}", f"{user_id[-6:]}@example.com")
 
 
 CUSTOMER = Principal(new_id(), "customer")
@@ -92,16 +128,19 @@ def catalog(product_db) -> ProductServiceCatalog:
 
 
 @pytest.fixture
-def orders(order_db, catalog) -> OrderService:
-    return OrderService(
-        order_db, catalog, KnownUsers(CUSTOMER.user_id, OTHER_CUSTOMER.user_id, ADMIN.user_id)
-    )
+def users() -> KnownUsers:
+    return KnownUsers(CUSTOMER.user_id, OTHER_CUSTOMER.user_id, ADMIN.user_id)
+
+
+@pytest.fixture
+def orders(order_db, catalog, users) -> OrderService:
+    return OrderService(order_db, catalog, users)
 
 
 @pytest.fixture
 def new_product(catalog):
-    def create(stock: int = 10, price: str = "9.99") -> str:
-        fields = ProductFields("Order test item", "", Decimal(price), stock)
+    def create(stock: int = 10, price: str = "9.99", name: str = "Order test item") -> str:
+        fields = ProductFields(name, "", Decimal(price), stock)
         return catalog.products.create_product(fields).id
 
     return create
@@ -119,8 +158,15 @@ def pending(orders, new_product):
     return place
 
 
-def order_of(*lines: tuple[str, int], key: str | None = None, user_id: str | None = None):
-    return PlaceOrder(user_id, tuple(ReservationLine(p, q) for p, q in lines), key)
+def order_of(
+    *lines: tuple[str, int],
+    key: str | None = None,
+    user_id: str | None = None,
+    shipping_address_id: str | None = None,
+):
+    return PlaceOrder(
+        user_id, tuple(ReservationLine(p, q) for p, q in lines), key, shipping_address_id
+    )
 
 
 def stock_of(catalog: ProductServiceCatalog, product_id: str) -> int:
@@ -135,3 +181,18 @@ def held(product_db: Database, product_id: str) -> int:
             )
         ).scalar_one()
     return int(total)
+
+
+@contextmanager
+def statements_run(order_db: Database) -> Iterator[list[tuple[str, object]]]:
+    """Each SQL statement (with its parameters) the order database runs inside the block."""
+    seen: list[tuple[str, object]] = []
+
+    def note(_conn, _cursor, statement, parameters, _context, _executemany):
+        seen.append((statement, parameters))
+
+    sa.event.listen(order_db.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(order_db.engine, "before_cursor_execute", note)

@@ -16,6 +16,7 @@ from tests.integration.orders.conftest import (
     CUSTOMER,
     OTHER_CUSTOMER,
     held,
+    statements_run,
     stock_of,
 )
 
@@ -121,17 +122,81 @@ def test_customers_list_their_own_orders_and_admins_filter(orders, pending):
     assert all(o.status == "PAID" and o.user_id == OTHER_CUSTOMER.user_id for o in paid)
 
 
-def test_pages_follow_creation_order_without_gaps(orders, pending):
-    for _ in range(5):
-        pending(ADMIN)
-    everything = [
-        o.id for o in orders.list_orders(ADMIN, OrderFilter(user_id=ADMIN.user_id), None, 1000)
-    ]
-    walked, after = [], None
+def walk(orders, where: OrderFilter, page_size: int) -> list[str]:
+    walked, before = [], None
     while True:
-        page = orders.list_orders(ADMIN, OrderFilter(user_id=ADMIN.user_id), after, 2)
+        page = orders.list_orders(ADMIN, where, before, page_size)
         walked += [o.id for o in page]
-        if len(page) < 2:
-            break
-        after = page[-1].id
-    assert walked == everything == sorted(everything)
+        if len(page) < page_size:
+            return walked
+        before = page[-1].id
+
+
+@pytest.mark.parametrize(
+    "where",
+    [OrderFilter(user_id=OTHER_CUSTOMER.user_id), OrderFilter(status="PENDING"), OrderFilter()],
+    ids=["by user", "by status", "everyone"],
+)
+def test_pages_go_newest_first_exactly_once_while_orders_are_placed(orders, pending, where):
+    """Keyset pages going back in time: orders placed during the walk are newer than its
+    cursor, so they never shift a page; every order there before the walk is seen once."""
+    for _ in range(6):
+        pending(OTHER_CUSTOMER)
+    before_walk = [o.id for o in orders.list_orders(ADMIN, where, None, 100_000)]
+    assert before_walk == sorted(before_walk, reverse=True)
+    stop = threading.Event()
+
+    def keep_placing() -> None:
+        while not stop.is_set():
+            pending(OTHER_CUSTOMER)
+
+    placers = [threading.Thread(target=keep_placing) for _ in range(2)]
+    for placer in placers:
+        placer.start()
+    try:
+        walked = walk(orders, where, page_size=2)
+    finally:
+        stop.set()
+        for placer in placers:
+            placer.join()
+    newest_at_start = before_walk[0]
+    assert len(walked) == len(set(walked))
+    assert walked == sorted(walked, reverse=True)
+    assert [i for i in walked if i <= newest_at_start] == before_walk
+    assert walk(orders, where, page_size=1000)[0] > newest_at_start, "orders were placed meanwhile"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        OrderFilter(user_id=OTHER_CUSTOMER.user_id),
+        OrderFilter(status="PAID"),
+        OrderFilter(user_id=OTHER_CUSTOMER.user_id, status="PENDING"),
+        OrderFilter(),
+    ],
+    ids=["by user", "by status", "by user and status", "everyone"],
+)
+def test_newest_first_pages_read_an_index_backwards_without_sorting(
+    orders, pending, order_db, where
+):
+    for _ in range(3):
+        pending(OTHER_CUSTOMER)
+    newest = orders.list_orders(ADMIN, OrderFilter(), None, 1)[0].id
+    with statements_run(order_db) as seen:
+        orders.list_orders(ADMIN, where, newest, 21)
+    statement, parameters = seen[0]
+    assert statement.lstrip().upper().startswith("SELECT")
+    # Through SQLAlchemy, so the read's transaction ends when the connection goes back.
+    with order_db.transaction() as connection:
+        if order_db.dialect == "sqlite":
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            details = " ".join(str(row[-1]) for row in plan)
+            assert "TEMP B-TREE" not in details, details
+        else:
+            rows = [
+                row._asdict()
+                for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+            ]
+            assert len(rows) == 1, rows
+            assert "filesort" not in str(rows[0]["Extra"]), rows
+            assert rows[0]["key"] is not None, rows

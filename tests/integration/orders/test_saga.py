@@ -58,7 +58,7 @@ def events_of(order_db, order_id: str) -> list[dict]:
 def test_an_order_takes_prices_from_the_catalog_and_writes_its_event(
     orders, catalog, new_product, order_db
 ):
-    cheap, dear = new_product(price="1.50"), new_product(price="20.00")
+    cheap, dear = new_product(price="1.50", name="Pencil"), new_product(price="20.00", name="Pen")
 
     placed = orders.place_order(order_of((cheap, 2), (dear, 1)), CUSTOMER)
 
@@ -73,8 +73,8 @@ def test_an_order_takes_prices_from_the_catalog_and_writes_its_event(
     assert event["totalAmount"] == "23.00"
     assert event["userId"] == CUSTOMER.user_id
     assert sorted(event["items"], key=lambda i: i["price"]) == [
-        {"productId": cheap, "quantity": 2, "price": "1.50"},
-        {"productId": dear, "quantity": 1, "price": "20.00"},
+        {"productId": cheap, "name": "Pencil", "quantity": 2, "price": "1.50"},
+        {"productId": dear, "name": "Pen", "quantity": 1, "price": "20.00"},
     ]
 
 
@@ -117,6 +117,7 @@ def test_a_key_whose_attempt_is_in_flight_answers_conflict(orders, order_db, new
                     _request_hash(CUSTOMER.user_id, command.lines),
                     IN_FLIGHT,
                     None,
+                    CUSTOMER.user_id,
                 )
             ],
             utcnow(),

@@ -264,22 +264,31 @@ class TestReserveMany:
         assert again.get_json() == first.get_json()
         assert (stock_of(client, a), stock_of(client, b)) == (4, 3)
 
-    def test_each_held_item_carries_the_price_it_was_held_at(self, client, create_product):
-        a = create_product(stock=5, price="12.50")["id"]
-        free = create_product(stock=5, price="0")["id"]
+    def test_each_held_item_carries_the_price_and_name_it_was_held_at(self, client, create_product):
+        a = create_product(stock=5, price="12.50", name="Lamp")["id"]
+        free = create_product(stock=5, price="0", name="Sticker")["id"]
         body = reserve_items(client, new_reservation_id(), [(a, 2), (free, 1)]).get_json()
-        assert {i["productId"]: i["price"] for i in body["items"]} == {a: "12.50", free: "0.00"}
+        assert {i["productId"]: (i["price"], i["name"]) for i in body["items"]} == {
+            a: ("12.50", "Lamp"),
+            free: ("0.00", "Sticker"),
+        }
 
-    def test_a_retry_answers_the_price_held_even_after_the_price_changed(
+    def test_a_retry_answers_the_price_and_name_held_even_after_they_changed(
         self, client, create_product
     ):
-        product = create_product(stock=5, price="12.50")["id"]
+        product = create_product(stock=5, price="12.50", name="Lamp")["id"]
         rid = new_reservation_id()
         reserve_items(client, rid, [(product, 1)])
-        client.patch(f"/api/v1/products/{product}", json={"price": "99.00"}, headers=ADMIN)
+        client.patch(
+            f"/api/v1/products/{product}",
+            json={"price": "99.00", "name": "Desk lamp"},
+            headers=ADMIN,
+        )
         assert client.get(f"/api/v1/products/{product}").get_json()["price"] == "99.00"
         again = reserve_items(client, rid, [(product, 1)]).get_json()
-        assert again["items"] == [{"productId": product, "quantity": 1, "price": "12.50"}]
+        assert again["items"] == [
+            {"productId": product, "quantity": 1, "price": "12.50", "name": "Lamp"}
+        ]
 
     def test_the_same_id_with_other_items_is_409(self, client, create_product):
         a, b = create_product(stock=5)["id"], create_product(stock=5)["id"]
@@ -350,8 +359,8 @@ class TestReserveBatch:
     """Each reservation of a batch is answered exactly as its own request would be."""
 
     def test_every_reservation_that_fits_is_held_with_its_prices(self, client, create_product):
-        a = create_product(stock=10, price="2.50")["id"]
-        b = create_product(stock=10, price="7.00")["id"]
+        a = create_product(stock=10, price="2.50", name="Apple")["id"]
+        b = create_product(stock=10, price="7.00", name="Bread")["id"]
         first, second, third = (new_reservation_id() for _ in range(3))
         results = batch_results(
             reserve_batch(
@@ -364,8 +373,8 @@ class TestReserveBatch:
             "reservationId": first,
             "state": "held",
             "items": [
-                {"productId": p, "quantity": q, "price": price}
-                for p, q, price in sorted([(a, 1, "2.50"), (b, 2, "7.00")])
+                {"productId": p, "quantity": q, "price": price, "name": name}
+                for p, q, price, name in sorted([(a, 1, "2.50", "Apple"), (b, 2, "7.00", "Bread")])
             ],
         }
         assert (stock_of(client, a), stock_of(client, b)) == (6, 7)
