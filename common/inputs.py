@@ -16,6 +16,7 @@ from urllib.parse import unquote_to_bytes
 
 from flask import g, request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from common.errors import BadRequest, Unprocessable, UnsupportedMediaType, field_error
 
@@ -44,8 +45,22 @@ def json_body(model: type[M]) -> M:
 
 def read_body() -> bytes:
     raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH this raises 413
+    if _cut_short_at_the_limit(raw):
+        raise RequestEntityTooLarge()
     g.request_body_read = True
     return raw
+
+
+def _cut_short_at_the_limit(raw: bytes) -> bool:
+    # A chunked body declares no length to refuse up front: werkzeug stops reading at the limit
+    # and hands on the body cut short. One more byte tells whether it was.
+    limit = request.max_content_length
+    return (
+        request.content_length is None
+        and limit is not None
+        and len(raw) >= limit
+        and bool(request.environ["wsgi.input"].read(1))
+    )
 
 
 def body_left_unread() -> bool:

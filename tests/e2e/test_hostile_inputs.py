@@ -509,18 +509,31 @@ BODY_ENDPOINTS = {
 }
 
 
+def _framed(body: bytes, *, chunked: bool) -> tuple[str, bytes]:
+    """The framing header and the bytes on the wire for `body`."""
+    if chunked:
+        return "Transfer-Encoding: chunked", b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    return f"Content-Length: {len(body)}", body
+
+
 @pytest.mark.parametrize("service", SERVICES)
 @pytest.mark.parametrize(
-    ("size", "content_type", "status"),
-    [(2 << 20, "application/json", 413), (MAX_BODY_BYTES, "text/plain", 415)],
+    ("size", "chunked", "content_type", "status"),
+    [
+        (2 << 20, False, "application/json", 413),
+        (2 << 20, True, "application/json", 413),  # refused part way through reading it
+        (MAX_BODY_BYTES, False, "text/plain", 415),
+    ],
 )
-def test_a_body_left_unread_closes_the_connection(stack, service, size, content_type, status):
-    path = BODY_ENDPOINTS[service]
+def test_a_body_left_unread_closes_the_connection(
+    stack, service, size, chunked, content_type, status
+):
+    framing, wire = _framed(b"[" * size, chunked=chunked)
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer {stack.token}\r\n"
-        f"Content-Type: {content_type}\r\nContent-Length: {size}\r\n\r\n"
+        f"POST {BODY_ENDPOINTS[service]} HTTP/1.1\r\nHost: shop\r\n"
+        f"Authorization: Bearer {stack.token}\r\nContent-Type: {content_type}\r\n{framing}\r\n\r\n"
     ).encode()
-    response_head, closed = _exchange(stack.urls[service], head, b"[" * size)
+    response_head, closed = _exchange(stack.urls[service], head, wire)
     assert response_head.split(b" ")[1] == str(status).encode(), response_head
     assert _header(response_head, b"connection") == b"close", response_head
     assert closed

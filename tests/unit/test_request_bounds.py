@@ -3,6 +3,7 @@ on a bare Flask app (no database, no other service)."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -213,6 +214,20 @@ def test_a_body_left_unread_closes_the_connection(app, path, headers, body, stat
     response = app.test_client().post(path, data=body, headers=headers)
     assert response.status_code == status
     assert response.headers.get("Connection") == "close"
+
+
+@pytest.mark.parametrize(("size", "status"), [(2048, 413), (1024, 400), (10, 400)])
+def test_a_chunked_body_over_the_limit_is_413_not_cut_short(app, size, status):
+    # Werkzeug stops reading a body of no declared length at the limit: without a check, the
+    # first 1024 bytes were parsed as if they were the whole body.
+    response = app.test_client().post(
+        "/quantity",
+        input_stream=io.BytesIO(b"[" * size),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == status
+    assert (response.headers.get("Connection") == "close") == (status == 413)
 
 
 @pytest.mark.parametrize(("body", "status"), [(b'{"quantity": 2}', 200), (b"[", 400)])
