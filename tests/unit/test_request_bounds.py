@@ -287,12 +287,22 @@ def test_metrics_labels_hold_no_client_chosen_value(app):
 SERVICES = ("user_service", "product_service", "order_service")
 
 
-def _request_models() -> list[type[BaseModel]]:
+def _route_modules() -> list[Any]:
+    """Each service's `api` module and any `<concern>_api` beside it (the address book's)."""
     import importlib
+    import pkgutil
 
+    return [
+        importlib.import_module(f"{service}.{info.name}")
+        for service in SERVICES
+        for info in pkgutil.iter_modules([service])
+        if info.name == "api" or info.name.endswith("_api")
+    ]
+
+
+def _request_models() -> list[type[BaseModel]]:
     models = []
-    for service in SERVICES:
-        module = importlib.import_module(f"{service}.api")
+    for module in _route_modules():
         models += [
             value
             for value in vars(module).values()
