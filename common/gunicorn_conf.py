@@ -10,6 +10,7 @@ from typing import Any
 
 from gunicorn import glogging
 from gunicorn import util as gunicorn_util
+from gunicorn.http import wsgi as gunicorn_wsgi
 
 # Workers are separate processes; without a shared directory each would count only its own
 # requests and /metrics would answer for whichever worker served it. prometheus_client reads
@@ -66,6 +67,21 @@ def _write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
 
 # The workers call `util.write_error` through the module, so this replaces it everywhere.
 gunicorn_util.write_error = _write_problem
+_process_headers = gunicorn_wsgi.Response.process_headers
+
+
+def _process_headers_closing_on_request(response: Any, headers: list[tuple[str, str]]) -> None:
+    """gunicorn drops an application's hop-by-hop headers, `Connection: close` included. The
+    services send it when a request's body was left unread (common.web), so the connection must
+    really close: gunicorn then says `Connection: close` itself and closes after the response."""
+    if any(
+        name.lower() == "connection" and value.strip().lower() == "close" for name, value in headers
+    ):
+        response.force_close()
+    _process_headers(response, headers)
+
+
+gunicorn_wsgi.Response.process_headers = _process_headers_closing_on_request
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,

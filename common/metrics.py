@@ -35,6 +35,19 @@ BATCH_SIZE = Histogram(
 )
 
 
+# Labels hold only values the service chose: a label per invented method or unmatched path
+# would let any client grow the metric files and /metrics without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+
+
+def request_labels(service_name: str, status_code: int) -> tuple[str, str, str, str]:
+    # The rule, not the path: one series per route, not one per product id.
+    route = request.url_rule.rule if request.url_rule else OTHER
+    method = request.method if request.method in KNOWN_METHODS else OTHER
+    return service_name, method, route, str(status_code)
+
+
 def install_metrics(app: Flask, service_name: str) -> None:
     @app.before_request
     def _start_timer() -> None:
@@ -44,9 +57,7 @@ def install_metrics(app: Flask, service_name: str) -> None:
     def _observe(response: Response) -> Response:
         started = g.get("request_started")
         if started is not None:
-            # The rule, not the path: one series per route, not one per product id.
-            route = request.url_rule.rule if request.url_rule else "unmatched"
-            labels = (service_name, request.method, route, str(response.status_code))
+            labels = request_labels(service_name, response.status_code)
             REQUESTS.labels(*labels).inc()
             LATENCY.labels(*labels).observe(time.perf_counter() - started)
         return response

@@ -11,12 +11,16 @@ from pydantic import BeforeValidator, PlainSerializer
 CENT = Decimal("0.01")
 # DECIMAL(12,2) holds up to 10 digits before the point.
 MAX_AMOUNT = Decimal("9999999999.99")
+# Longer text is no amount, whatever it says; refused before Decimal() reads it.
+MAX_MONEY_TEXT = 40
 
 
 def parse_money(value: Any) -> Decimal:
     """Accepts "19.99", 19.99 (parsed as Decimal, never float) or 19; refuses anything else."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise ValueError("must be a decimal string or a number")
+    if isinstance(value, str) and len(value) > MAX_MONEY_TEXT:
+        raise ValueError(f"must be at most {MAX_MONEY_TEXT} characters")
     try:
         amount = Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation as exc:

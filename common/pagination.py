@@ -15,6 +15,9 @@ from common.ids import is_canonical_uuid
 
 T = TypeVar("T")
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+# The cursors this service issues are 63 characters; a longer one is refused before it is
+# decoded and parsed (a few kilobytes of nested brackets would exhaust json's recursion).
+MAX_CURSOR_CHARS = 100
 
 
 class PageQuery(BaseModel):
@@ -33,6 +36,8 @@ def encode_cursor(last_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise _bad_cursor()
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]

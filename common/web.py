@@ -16,6 +16,7 @@ from werkzeug.routing import BaseConverter
 from common.config import CommonSettings
 from common.errors import ServiceUnavailable, register_error_handlers
 from common.ids import CANONICAL_UUID, new_id
+from common.inputs import body_left_unread
 from common.logs import configure_logging
 from common.metrics import install_metrics
 
@@ -60,6 +61,7 @@ def create_base_app(
     app.url_map.converters["id"] = CanonicalUuidConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     _install_request_id(app)
+    _close_when_body_unread(app)
     install_metrics(app, settings.service_name)
     register_error_handlers(app)
     app.register_blueprint(_health_blueprint(readiness_checks, reported_checks or {}))
@@ -91,6 +93,18 @@ def _install_request_id(app: Flask) -> None:
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+        return response
+
+
+def _close_when_body_unread(app: Flask) -> None:
+    @app.after_request
+    def _close_if_unread(response: Response) -> Response:
+        # A refusal before the body was read (413, 415, 401...) leaves its bytes on the wire.
+        # gunicorn drains at most 64 KiB of them and then drops the connection without a word,
+        # so the client's next request on it would fail: say so now instead.
+        # (common.gunicorn_conf makes gunicorn honour this header.)
+        if body_left_unread():
+            response.headers["Connection"] = "close"
         return response
 
 
