@@ -111,6 +111,11 @@ class CommonSettings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     # How long a request waits for a pooled connection before it is answered 503.
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    # How long a statement may wait for a lock, then for the server's answer (or to be sent):
+    # a silent connection becomes an error and a 503 instead of a request that never ends.
+    db_lock_wait_timeout_s: int = Field(default=5, ge=1, le=3600)
+    db_read_timeout_s: float = Field(default=15.0, gt=0)
+    db_write_timeout_s: float = Field(default=15.0, gt=0)
     log_level: str = "INFO"
     # Requests larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -189,6 +194,17 @@ class CommonSettings(BaseSettings):
                 message = f"{variable_names(name, cls.model_fields[name])[0]}: {message}"
             problems.append(message)
         return f"{cls.__name__}: " + "; ".join(problems)
+
+    @model_validator(mode="after")
+    def _read_timeout_outlasts_lock_waits(self) -> CommonSettings:
+        # Otherwise the driver would drop a healthy connection whose statement only waits for
+        # a lock, and the server would carry on with a statement nobody awaits.
+        if self.db_read_timeout_s <= self.db_lock_wait_timeout_s:
+            raise ValueError(
+                "DB_READ_TIMEOUT_S must be longer than DB_LOCK_WAIT_TIMEOUT_S "
+                f"({self.db_read_timeout_s} <= {self.db_lock_wait_timeout_s})"
+            )
+        return self
 
 
 def database_password_alias(prefix: str) -> AliasChoices:

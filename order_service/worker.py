@@ -33,7 +33,7 @@ _PRUNE_EVERY_S = 60.0
 class Worker:
     def __init__(self, settings: OrderSettings) -> None:
         self._settings = settings
-        db = Database.from_url(settings.database_url, pool_size=settings.relay_threads + 2)
+        db = Database.from_settings(settings, pool_size=settings.relay_threads + 2)
         self._relay = OutboxRelay(db, event_queue(settings), batch_size=settings.relay_batch_size)
         self._orders: OrderService = order_service(settings, db)
         self.stopping = threading.Event()
