@@ -125,6 +125,8 @@ class CommonSettings(BaseSettings):
     jwks_cache_seconds: int = Field(default=300, ge=1)
     http_connect_timeout_s: float = Field(default=1.0, gt=0)
     http_read_timeout_s: float = Field(default=5.0, gt=0)
+    # A call to another service, every retry included, ends within this.
+    http_total_timeout_s: float = Field(default=8.0, gt=0)
 
     def __init__(self, **values: Any) -> None:
         try:

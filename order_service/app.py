@@ -67,6 +67,7 @@ def _client(settings: OrderSettings, base_url: str, name: str) -> ServiceClient:
         dependency_name=name,
         connect_timeout_s=settings.http_connect_timeout_s,
         read_timeout_s=settings.http_read_timeout_s,
+        total_timeout_s=settings.http_total_timeout_s,
         pool_size=settings.db_pool_size * 2,
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +14,7 @@ import pytest
 
 from common.errors import ServiceUnavailable
 from common.http import ServiceClient
+from tests.support.blackhole import black_hole_proxy
 
 
 class Downstream(BaseHTTPRequestHandler):
@@ -110,3 +112,22 @@ def test_nobody_listening_is_a_503_for_our_caller():
     with pytest.raises(ServiceUnavailable) as raised:
         client_for(f"http://127.0.0.1:{port}").request("GET", "/r")
     assert raised.value.status == 503
+
+
+def test_a_dependency_that_went_silent_is_a_503_within_the_total_deadline(downstream):
+    """Six attempts of a second each would take six; the call's deadline ends it at two."""
+    with black_hole_proxy("127.0.0.1", int(downstream.url.rsplit(":", 1)[1])) as proxy:
+        silent = ServiceClient(
+            f"http://127.0.0.1:{proxy.port}",
+            dependency_name="test service",
+            connect_timeout_s=1,
+            read_timeout_s=1,
+            total_timeout_s=2,
+            retries=5,
+        )
+        assert silent.request("GET", "/r").status_code == 200
+        proxy.swallow()
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable):
+            silent.request("GET", "/r")
+        assert 1.5 <= time.monotonic() - started < 3.0
