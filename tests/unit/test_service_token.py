@@ -1,0 +1,107 @@
+"""The order service's service-account token against a real local login endpoint: a slow or
+silent user service costs waiting callers one login's deadline, never one login each in turn,
+and a token being renewed is still used meanwhile."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from common.errors import ServiceUnavailable
+from common.http import ServiceClient
+from order_service.clients import ServiceToken
+
+LOGIN_DEADLINE_S = 1.0
+
+
+class LoginEndpoint(BaseHTTPRequestHandler):
+    """Answers each login with a new token after `delay_s` (waiting for `released` first
+    when `hang` is set)."""
+
+    logins = 0
+    delay_s = 0.0
+    lifetime_s = 900
+    hang = threading.Event()
+    released = threading.Event()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        cls = type(self)
+        cls.logins += 1
+        token = f"token-{cls.logins}"
+        if cls.hang.is_set():
+            cls.released.wait(30)
+        time.sleep(cls.delay_s)
+        payload = json.dumps({"accessToken": token, "expiresIn": cls.lifetime_s}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def login_endpoint() -> Iterator[str]:
+    LoginEndpoint.logins, LoginEndpoint.delay_s, LoginEndpoint.lifetime_s = 0, 0.0, 900
+    LoginEndpoint.hang, LoginEndpoint.released = threading.Event(), threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LoginEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    LoginEndpoint.released.set()
+    server.shutdown()
+    server.server_close()
+
+
+def token_for(url: str) -> ServiceToken:
+    users = ServiceClient(
+        url,
+        dependency_name="user service",
+        connect_timeout_s=1,
+        read_timeout_s=LOGIN_DEADLINE_S,
+        total_timeout_s=LOGIN_DEADLINE_S,
+        retries=0,
+    )
+    return ServiceToken(users, "order-service", "a-password")
+
+
+def test_callers_waiting_for_a_silent_login_all_fail_within_one_logins_deadline(login_endpoint):
+    LoginEndpoint.hang.set()
+    token = token_for(login_endpoint)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        calls = [pool.submit(token.header) for _ in range(4)]
+        for call in calls:
+            with pytest.raises(ServiceUnavailable):
+                call.result(10)
+    assert time.monotonic() - started < LOGIN_DEADLINE_S * 2
+    assert LoginEndpoint.logins == 1  # the silent user service was asked once, not four times
+
+    LoginEndpoint.hang.clear()
+    assert token.header() == {"Authorization": "Bearer token-2"}  # the next caller logs in
+
+
+def test_a_token_being_renewed_is_still_sent_meanwhile(login_endpoint):
+    LoginEndpoint.lifetime_s = 61  # renewed one second from now, good for fifty more
+    token = token_for(login_endpoint)
+    assert token.header() == {"Authorization": "Bearer token-1"}
+    time.sleep(1.1)
+
+    LoginEndpoint.delay_s = 0.8
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        renewing = pool.submit(token.header)
+        while LoginEndpoint.logins < 2:
+            time.sleep(0.01)
+        started = time.monotonic()
+        assert token.header() == {"Authorization": "Bearer token-1"}
+        assert time.monotonic() - started < 0.3  # did not wait for the renewal
+        assert renewing.result(10) == {"Authorization": "Bearer token-2"}
+    assert token.header() == {"Authorization": "Bearer token-2"}
