@@ -123,6 +123,10 @@ class CommonSettings(BaseSettings):
     jwks_url: str = "http://127.0.0.1:8082/.well-known/jwks.json"
     # Verifying services re-read the JWKS this often, so a rotated key is picked up.
     jwks_cache_seconds: int = Field(default=300, ge=1)
+    # While the JWKS cannot be read again, the keys last read keep verifying for this long
+    # after they were read; and it is not asked more often than every JWKS_MIN_REFETCH_S.
+    jwks_max_stale_s: float = Field(default=3600, gt=0)
+    jwks_min_refetch_s: float = Field(default=10, gt=0)
     http_connect_timeout_s: float = Field(default=1.0, gt=0)
     http_read_timeout_s: float = Field(default=5.0, gt=0)
     # A call to another service, every retry included, ends within this.
@@ -196,6 +200,16 @@ class CommonSettings(BaseSettings):
                 message = f"{variable_names(name, cls.model_fields[name])[0]}: {message}"
             problems.append(message)
         return f"{cls.__name__}: " + "; ".join(problems)
+
+    @model_validator(mode="after")
+    def _stale_keys_outlast_a_refresh(self) -> CommonSettings:
+        # Otherwise keys would stop verifying before they are even due to be read again.
+        if self.jwks_max_stale_s <= self.jwks_cache_seconds:
+            raise ValueError(
+                "JWKS_MAX_STALE_S must be longer than JWKS_CACHE_SECONDS "
+                f"({self.jwks_max_stale_s} <= {self.jwks_cache_seconds})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _read_timeout_outlasts_lock_waits(self) -> CommonSettings:

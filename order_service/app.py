@@ -29,11 +29,7 @@ def create_app(settings: OrderSettings | None = None, *, keys: KeySource | None 
         package="order_service",
         readiness_checks={"order database": db.ping, "order-events queue": queue.ping},
     )
-    keys = keys or JwksKeySource(
-        settings.jwks_url,
-        cache_seconds=settings.jwks_cache_seconds,
-        timeout_s=settings.http_connect_timeout_s + settings.http_read_timeout_s,
-    )
+    keys = keys or JwksKeySource.from_settings(settings)
     install_token_verifier(app, TokenVerifier(keys, issuer=settings.jwt_issuer))
     app.extensions["order_service"] = order_service(settings, db)
     app.extensions["database"] = db
