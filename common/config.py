@@ -202,24 +202,19 @@ class CommonSettings(BaseSettings):
         return f"{cls.__name__}: " + "; ".join(problems)
 
     @model_validator(mode="after")
-    def _stale_keys_outlast_a_refresh(self) -> CommonSettings:
-        # Otherwise keys would stop verifying before they are even due to be read again.
-        if self.jwks_max_stale_s <= self.jwks_cache_seconds:
-            raise ValueError(
-                "JWKS_MAX_STALE_S must be longer than JWKS_CACHE_SECONDS "
-                f"({self.jwks_max_stale_s} <= {self.jwks_cache_seconds})"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _read_timeout_outlasts_lock_waits(self) -> CommonSettings:
-        # Otherwise the driver would drop a healthy connection whose statement only waits for
-        # a lock, and the server would carry on with a statement nobody awaits.
-        if self.db_read_timeout_s <= self.db_lock_wait_timeout_s:
-            raise ValueError(
-                "DB_READ_TIMEOUT_S must be longer than DB_LOCK_WAIT_TIMEOUT_S "
-                f"({self.db_read_timeout_s} <= {self.db_lock_wait_timeout_s})"
-            )
+    def _waits_fit_together(self) -> CommonSettings:
+        # A driver that gave up before the server's lock wait would drop a healthy connection
+        # whose statement only waits for a lock (and leave the statement running unawaited).
+        _require_longer(
+            "DB_READ_TIMEOUT_S",
+            self.db_read_timeout_s,
+            "DB_LOCK_WAIT_TIMEOUT_S",
+            self.db_lock_wait_timeout_s,
+        )
+        # Keys that went stale sooner would stop verifying before they were due to be re-read.
+        _require_longer(
+            "JWKS_MAX_STALE_S", self.jwks_max_stale_s, "JWKS_CACHE_SECONDS", self.jwks_cache_seconds
+        )
         return self
 
 
@@ -231,3 +226,8 @@ def database_password_alias(prefix: str) -> AliasChoices:
 
 def _first_present(data: dict[str, Any], keys: list[str]) -> Any:
     return next((data[key] for key in keys if data.get(key) is not None), None)
+
+
+def _require_longer(name: str, value: float, other_name: str, other_value: float) -> None:
+    if value <= other_value:
+        raise ValueError(f"{name} must be longer than {other_name} ({value} <= {other_value})")

@@ -5,12 +5,10 @@ a fetch."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from common.auth import JwksKeySource, TokenVerifier
 from common.config import CommonSettings
 from common.errors import ServiceUnavailable, Unauthorized
 from common.ids import new_id
+from tests.support.http_servers import JsonHandler, serve, stop
 from tests.support.tokens import other_private_key_pem, signing_key_pem
 from user_service.tokens import TokenSigner
 
@@ -44,28 +43,17 @@ class JwksEndpoint:
     def start(self) -> None:
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+        class Handler(JsonHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 endpoint.requests += 1
-                status = 503 if endpoint.refusing else 200
-                payload = json.dumps(endpoint.jwks).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.send_json(503 if endpoint.refusing else 200, endpoint.jwks)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = serve(Handler, self.port)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
         assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        stop(self._server)
         self._server = None
 
 

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from common.errors import ServiceUnavailable
 from common.http import ServiceClient
 from tests.support.blackhole import black_hole_proxy
+from tests.support.http_servers import JsonHandler, serve, stop
 
 
-class Downstream(BaseHTTPRequestHandler):
+class Downstream(JsonHandler):
     """Answers 503 to the first `failures` requests, then 200 echoing what it received."""
 
     failures = 0
@@ -33,30 +32,18 @@ class Downstream(BaseHTTPRequestHandler):
             "authorization": self.headers.get("Authorization"),
         }
         type(self).seen.append(received)
-        status = 503 if len(type(self).seen) <= type(self).failures else 200
-        payload = json.dumps(received).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.send_json(503 if len(type(self).seen) <= type(self).failures else 200, received)
 
     do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
 def downstream() -> Iterator[type[Downstream]]:
     Downstream.failures, Downstream.seen = 0, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Downstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve(Downstream)
     Downstream.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
     yield Downstream
-    server.shutdown()
-    server.server_close()
+    stop(server)
 
 
 def client_for(url: str) -> ServiceClient:

@@ -4,23 +4,22 @@ and a token being renewed is still used meanwhile."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from common.errors import ServiceUnavailable
 from common.http import ServiceClient
 from order_service.clients import ServiceToken
+from tests.support.http_servers import JsonHandler, serve, stop
 
 LOGIN_DEADLINE_S = 1.0
 
 
-class LoginEndpoint(BaseHTTPRequestHandler):
+class LoginEndpoint(JsonHandler):
     """Answers each login with a new token after `delay_s` (waiting for `released` first
     when `hang` is set)."""
 
@@ -30,7 +29,7 @@ class LoginEndpoint(BaseHTTPRequestHandler):
     hang = threading.Event()
     released = threading.Event()
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         cls = type(self)
         cls.logins += 1
@@ -38,27 +37,17 @@ class LoginEndpoint(BaseHTTPRequestHandler):
         if cls.hang.is_set():
             cls.released.wait(30)
         time.sleep(cls.delay_s)
-        payload = json.dumps({"accessToken": token, "expiresIn": cls.lifetime_s}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(200, {"accessToken": token, "expiresIn": cls.lifetime_s})
 
 
 @pytest.fixture
 def login_endpoint() -> Iterator[str]:
     LoginEndpoint.logins, LoginEndpoint.delay_s, LoginEndpoint.lifetime_s = 0, 0.0, 900
     LoginEndpoint.hang, LoginEndpoint.released = threading.Event(), threading.Event()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), LoginEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve(LoginEndpoint)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     LoginEndpoint.released.set()
-    server.shutdown()
-    server.server_close()
+    stop(server)
 
 
 def token_for(url: str) -> ServiceToken:
