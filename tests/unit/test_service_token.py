@@ -21,9 +21,10 @@ LOGIN_DEADLINE_S = 1.0
 
 class LoginEndpoint(JsonHandler):
     """Answers each login with a new token after `delay_s` (waiting for `released` first
-    when `hang` is set)."""
+    when `hang` is set), or with 503 while `refusing`."""
 
     logins = 0
+    refusing = False
     delay_s = 0.0
     lifetime_s = 900
     hang = threading.Event()
@@ -37,12 +38,14 @@ class LoginEndpoint(JsonHandler):
         if cls.hang.is_set():
             cls.released.wait(30)
         time.sleep(cls.delay_s)
-        self.send_json(200, {"accessToken": token, "expiresIn": cls.lifetime_s})
+        status = 503 if cls.refusing else 200
+        self.send_json(status, {"accessToken": token, "expiresIn": cls.lifetime_s})
 
 
 @pytest.fixture
 def login_endpoint() -> Iterator[str]:
     LoginEndpoint.logins, LoginEndpoint.delay_s, LoginEndpoint.lifetime_s = 0, 0.0, 900
+    LoginEndpoint.refusing = False
     LoginEndpoint.hang, LoginEndpoint.released = threading.Event(), threading.Event()
     server = serve(LoginEndpoint)
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -75,6 +78,7 @@ def test_callers_waiting_for_a_silent_login_all_fail_within_one_logins_deadline(
     assert LoginEndpoint.logins == 1  # the silent user service was asked once, not four times
 
     LoginEndpoint.hang.clear()
+    time.sleep(1.1)  # past the pause after a failed login
     assert token.header() == {"Authorization": "Bearer token-2"}  # the next caller logs in
 
 
@@ -94,3 +98,27 @@ def test_a_token_being_renewed_is_still_sent_meanwhile(login_endpoint):
         assert time.monotonic() - started < 0.3  # did not wait for the renewal
         assert renewing.result(10) == {"Authorization": "Bearer token-2"}
     assert token.header() == {"Authorization": "Bearer token-2"}
+
+
+def test_a_failed_login_is_not_tried_again_by_every_caller(login_endpoint):
+    LoginEndpoint.refusing = True
+    token = token_for(login_endpoint)
+    for _ in range(10):
+        with pytest.raises(ServiceUnavailable):
+            token.header()
+    assert LoginEndpoint.logins == 1
+
+    LoginEndpoint.refusing = False
+    time.sleep(1.1)
+    assert token.header() == {"Authorization": "Bearer token-2"}
+
+
+def test_a_renewal_that_fails_keeps_the_token_that_is_still_good(login_endpoint):
+    LoginEndpoint.lifetime_s = 61  # renewed one second from now, good for fifty more
+    token = token_for(login_endpoint)
+    assert token.header() == {"Authorization": "Bearer token-1"}
+    time.sleep(1.1)
+    LoginEndpoint.refusing = True
+    for _ in range(5):
+        assert token.header() == {"Authorization": "Bearer token-1"}
+    assert LoginEndpoint.logins == 2  # one renewal tried, not five
