@@ -131,8 +131,11 @@ class JwksKeySource:
         answer = self._issuer.request("GET", "")
         if answer.status_code != 200:
             raise ServiceUnavailable(f"The JWKS answered {answer.status_code}.")
+        published = jwt.PyJWKSet.from_dict(answer.json()).keys
         return {
-            jwk.key_id: jwk.key for jwk in jwt.PyJWKSet.from_dict(answer.json()).keys if jwk.key_id
+            jwk.key_id: jwk.key
+            for jwk in published
+            if jwk.key_id and jwk.public_key_use in ("sig", None)  # signing keys only
         }
 
     def _usable_key(self, kid: str) -> Any:
