@@ -22,7 +22,7 @@ from tests.support.tokens import other_private_key_pem, signing_key_pem
 from user_service.tokens import TokenSigner
 
 ISSUER = "shop-user-service"
-REFRESH_S, MAX_STALE_S, MIN_REFETCH_S = 1, 3.0, 0.5
+REFRESH_S, MAX_STALE_S, MIN_REFETCH_S = 1, 4.0, 0.5
 
 
 class JwksEndpoint:

@@ -117,4 +117,4 @@ def test_a_dependency_that_went_silent_is_a_503_within_the_total_deadline(downst
         started = time.monotonic()
         with pytest.raises(ServiceUnavailable):
             silent.request("GET", "/r")
-        assert 1.5 <= time.monotonic() - started < 3.0
+        assert 1.5 <= time.monotonic() - started < 4.0

@@ -74,7 +74,7 @@ def test_callers_waiting_for_a_silent_login_all_fail_within_one_logins_deadline(
         for call in calls:
             with pytest.raises(ServiceUnavailable):
                 call.result(10)
-    assert time.monotonic() - started < LOGIN_DEADLINE_S * 2
+    assert time.monotonic() - started < LOGIN_DEADLINE_S * 2.5  # one deadline, not four
     assert LoginEndpoint.logins == 1  # the silent user service was asked once, not four times
 
     LoginEndpoint.hang.clear()
@@ -88,14 +88,14 @@ def test_a_token_being_renewed_is_still_sent_meanwhile(login_endpoint):
     assert token.header() == {"Authorization": "Bearer token-1"}
     time.sleep(1.1)
 
-    LoginEndpoint.delay_s = 0.8
+    LoginEndpoint.delay_s = 2.0
     with ThreadPoolExecutor(max_workers=1) as pool:
         renewing = pool.submit(token.header)
         while LoginEndpoint.logins < 2:
             time.sleep(0.01)
         started = time.monotonic()
         assert token.header() == {"Authorization": "Bearer token-1"}
-        assert time.monotonic() - started < 0.3  # did not wait for the renewal
+        assert time.monotonic() - started < 1.0  # did not wait for the renewal
         assert renewing.result(10) == {"Authorization": "Bearer token-2"}
     assert token.header() == {"Authorization": "Bearer token-2"}
 
