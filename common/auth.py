@@ -173,7 +173,7 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         remembered = self._verified.get(token)
-        if remembered is not None and time.monotonic() < remembered[1]:
+        if remembered is not None and self._clock() < remembered[1]:
             return remembered[0]
         principal, expires_at = self._verify_signature_and_claims(token)
         if len(self._verified) >= self._cache_size:
