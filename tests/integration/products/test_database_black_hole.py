@@ -1,6 +1,7 @@
 """A database connection that goes silent (black-holed, not refused) ends in a 503 within the
 driver's read timeout, and the service recovers by itself once the network carries bytes again.
-The service talks to the real MariaDB through a TCP proxy that, on command, swallows bytes."""
+The service talks to the real MariaDB through a TCP proxy that, on command, swallows bytes.
+A server that refuses another connection (full) is equally a 503, not a 500."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from common.ids import new_id
 from tests.integration.products.conftest import assert_problem
 from tests.support.blackhole import BlackHoleProxy, black_hole_proxy
 
@@ -71,3 +73,43 @@ def test_a_black_holed_database_answers_503_within_the_read_timeout_then_recover
     # The dead connections were dropped from the pool: the next request opens a fresh one.
     assert client.get("/api/v1/products").status_code == 200
     assert client.get("/health/ready").status_code == 200
+
+
+@pytest.fixture
+def one_connection_url(product_db_url, database_backend) -> Iterator[str]:
+    """The product database as an account the server lets hold one connection at a time."""
+    if database_backend != "mysql":
+        pytest.skip("connection limits are a database server's (SQLite has none)")
+    url = sa.make_url(product_db_url)
+    user, password = f"waits_{new_id()[-12:]}", "a-test-password"
+    root = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with root.begin() as connection:
+        for host in ("%", "localhost"):
+            connection.execute(
+                sa.text(
+                    f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}' "
+                    "WITH MAX_USER_CONNECTIONS 1"
+                )
+            )
+            connection.execute(sa.text(f"GRANT ALL ON `{url.database}`.* TO '{user}'@'{host}'"))
+    yield url.set(username=user, password=password).render_as_string(hide_password=False)
+    with root.begin() as connection:
+        for host in ("%", "localhost"):
+            connection.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
+    root.dispose()
+
+
+def test_a_database_that_refuses_another_connection_answers_503(
+    make_product_app, one_connection_url
+):
+    app = make_product_app(database_url=one_connection_url)
+    holder = sa.create_engine(one_connection_url, poolclass=sa.pool.NullPool)
+    try:
+        with holder.connect():  # the account's one connection, taken
+            response = app.test_client().get("/api/v1/products")
+            assert_problem(response, 503)
+            assert response.headers["Retry-After"]
+        assert app.test_client().get("/api/v1/products").status_code == 200
+    finally:
+        app.extensions["database"].dispose()
+        holder.dispose()
