@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from common.errors import ServiceUnavailable
 from common.metrics import BATCH_SIZE
 
 T = TypeVar("T")
@@ -26,17 +27,34 @@ R = TypeVar("R")
 SendBatch = Callable[[list[T]], Sequence[R | BaseException]]
 
 
-@dataclass
+# How long a call waits for its turn or for a batch someone else sends, unless told otherwise.
+DEFAULT_WAIT_TIMEOUT_S = 30.0
+
+
+class BatchNotAnswered(ServiceUnavailable):
+    """A call got no answer in time: the batch ahead of it or its own did not come back, or
+    the caller sending its batch was killed. The dependency may or may not have done it."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"The {name} batch {why}; try again.", retry_after_s=1)
+
+
+@dataclass(eq=False)
 class _Call(Generic[T, R]):
     item: T
     size: int
     outcome: Future[R] = field(default_factory=Future)
     # Set when the outcome is there, or when this call heads the queue and must send it.
     woken: threading.Event = field(default_factory=threading.Event)
+    # This call is the one to send the next batch (it led, or was handed the turn).
+    has_turn: bool = False
 
 
 class Coalescer(Generic[T, R]):
-    """Safe to share between the threads of a process; one batch is in flight at a time."""
+    """Safe to share between the threads (or greenlets) of a process; one batch is in flight
+    at a time. No call waits longer than `wait_timeout_s` for a batch it does not send itself,
+    and the turn to send is handed on whatever becomes of the call holding it (an error, a
+    timeout, a kill): one stuck or killed caller never wedges the rest."""
 
     def __init__(
         self,
@@ -46,34 +64,52 @@ class Coalescer(Generic[T, R]):
         max_calls: int,
         max_size: int | None = None,
         size_of: Callable[[T], int] = lambda _: 1,
+        wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S,
     ) -> None:
+        self._name = name
         self._send = send
         self._sizes = BATCH_SIZE.labels(name)
         self._max_calls = max_calls
         self._max_size = max_size if max_size is not None else max_calls
         self._size_of = size_of
+        self._wait_timeout_s = wait_timeout_s
         self._lock = threading.Lock()
         self._queue: list[_Call[T, R]] = []
         self._sending = False
 
     def call(self, item: T) -> R:
         """The item's own result, or its own error raised; an error of the whole batch (the
-        dependency down) is raised in every call the batch carried."""
+        dependency down) is raised in every call the batch carried. BatchNotAnswered (a 503)
+        when no answer came in time."""
         call: _Call[T, R] = _Call(item, self._size_of(item))
         with self._lock:
             self._queue.append(call)
-            leads = not self._sending
+            call.has_turn = not self._sending
             self._sending = True
-        if leads:
-            # A yield, not a timer: callers already runnable (under load, often the rest of a
-            # wave of orders that left the previous batch together) join this batch instead of
-            # waiting behind a batch of one.
-            time.sleep(0)
-        else:
-            call.woken.wait()
-        if not call.outcome.done():
-            self._send_next_batch()
+        try:
+            if call.has_turn:
+                # A yield, not a timer: callers already runnable (under load, often the rest of
+                # a wave of orders that left the previous batch together) join this batch
+                # instead of waiting behind a batch of one.
+                time.sleep(0)
+            elif not call.woken.wait(self._wait_timeout_s):
+                raise BatchNotAnswered(self._name, f"sent no answer in {self._wait_timeout_s} s")
+            if not call.outcome.done():
+                self._send_next_batch()
+        except BaseException:
+            self._leave(call)
+            raise
         return call.outcome.result()
+
+    def _leave(self, call: _Call[T, R]) -> None:
+        """A call that gives up while still queued leaves the queue, so no batch is sent for
+        a caller who has gone; if it held the turn, the turn goes to the next in line."""
+        with self._lock:
+            if call not in self._queue:
+                return  # already in a batch, whose sender answers it and hands the turn on
+            self._queue.remove(call)
+            if call.has_turn:
+                self._pass_turn()
 
     def _send_next_batch(self) -> None:
         """Sends the head of the queue, answers it, and hands the next batch to the thread whose
@@ -81,14 +117,29 @@ class Coalescer(Generic[T, R]):
         batch = self._take_batch()
         outcomes: Sequence[R | BaseException]
         try:
-            self._sizes.observe(len(batch))
+            outcomes = self._outcomes_of(batch)
+        except BaseException:
+            # This caller was killed while it sent (GreenletExit, gevent.Timeout): the others
+            # in its batch hear so, and the exception goes on in the caller alone.
+            self._answer(batch, [BatchNotAnswered(self._name, "was interrupted")] * len(batch))
+            raise
+        finally:
+            with self._lock:
+                self._pass_turn()
+        self._answer(batch, outcomes)
+
+    def _outcomes_of(self, batch: list[_Call[T, R]]) -> Sequence[R | BaseException]:
+        self._sizes.observe(len(batch))
+        try:
             outcomes = self._send([call.item for call in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
-        except BaseException as failure:  # every waiting caller must hear of it, whatever it is
-            outcomes = [failure] * len(batch)
-        finally:
-            self._hand_over()
+        except Exception as failure:  # every waiting caller must hear of it, whatever it is
+            return [failure] * len(batch)
+        return outcomes
+
+    @staticmethod
+    def _answer(batch: list[_Call[T, R]], outcomes: Sequence[R | BaseException]) -> None:
         for call, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 call.outcome.set_exception(outcome)
@@ -109,12 +160,13 @@ class Coalescer(Generic[T, R]):
             batch, self._queue[:taken] = self._queue[:taken], []
         return batch
 
-    def _hand_over(self) -> None:
-        with self._lock:
-            if self._queue:
-                self._queue[0].woken.set()
-            else:
-                self._sending = False
+    def _pass_turn(self) -> None:
+        """With the lock held: the call now heading the queue sends next, or nobody is."""
+        if self._queue:
+            self._queue[0].has_turn = True
+            self._queue[0].woken.set()
+        else:
+            self._sending = False
 
 
 def together_else_alone(

@@ -111,6 +111,11 @@ class CommonSettings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     # How long a request waits for a pooled connection before it is answered 503.
     db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    # How long a statement may wait for a lock, then for the server's answer (or to be sent):
+    # a silent connection becomes an error and a 503 instead of a request that never ends.
+    db_lock_wait_timeout_s: int = Field(default=5, ge=1, le=3600)
+    db_read_timeout_s: float = Field(default=15.0, gt=0)
+    db_write_timeout_s: float = Field(default=15.0, gt=0)
     log_level: str = "INFO"
     # Requests larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -118,8 +123,14 @@ class CommonSettings(BaseSettings):
     jwks_url: str = "http://127.0.0.1:8082/.well-known/jwks.json"
     # Verifying services re-read the JWKS this often, so a rotated key is picked up.
     jwks_cache_seconds: int = Field(default=300, ge=1)
+    # While the JWKS cannot be read again, the keys last read keep verifying for this long
+    # after they were read; and it is not asked more often than every JWKS_MIN_REFETCH_S.
+    jwks_max_stale_s: float = Field(default=3600, gt=0)
+    jwks_min_refetch_s: float = Field(default=10, gt=0)
     http_connect_timeout_s: float = Field(default=1.0, gt=0)
     http_read_timeout_s: float = Field(default=5.0, gt=0)
+    # A call to another service, every retry included, ends within this.
+    http_total_timeout_s: float = Field(default=8.0, gt=0)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -190,6 +201,22 @@ class CommonSettings(BaseSettings):
             problems.append(message)
         return f"{cls.__name__}: " + "; ".join(problems)
 
+    @model_validator(mode="after")
+    def _waits_fit_together(self) -> CommonSettings:
+        # A driver that gave up before the server's lock wait would drop a healthy connection
+        # whose statement only waits for a lock (and leave the statement running unawaited).
+        _require_longer(
+            "DB_READ_TIMEOUT_S",
+            self.db_read_timeout_s,
+            "DB_LOCK_WAIT_TIMEOUT_S",
+            self.db_lock_wait_timeout_s,
+        )
+        # Keys that went stale sooner would stop verifying before they were due to be re-read.
+        _require_longer(
+            "JWKS_MAX_STALE_S", self.jwks_max_stale_s, "JWKS_CACHE_SECONDS", self.jwks_cache_seconds
+        )
+        return self
+
 
 def database_password_alias(prefix: str) -> AliasChoices:
     """The variables a service's database password is read from (e.g. USER_DATABASE_PASSWORD,
@@ -199,3 +226,8 @@ def database_password_alias(prefix: str) -> AliasChoices:
 
 def _first_present(data: dict[str, Any], keys: list[str]) -> Any:
     return next((data[key] for key in keys if data.get(key) is not None), None)
+
+
+def _require_longer(name: str, value: float, other_name: str, other_value: float) -> None:
+    if value <= other_value:
+        raise ValueError(f"{name} must be longer than {other_name} ({value} <= {other_value})")

@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -28,13 +29,41 @@ _RETRYABLE_MYSQL_ERRORS = {1205, 1213}
 PING_IF_IDLE_S = 5.0
 # How long a request waits for a pooled connection (DB_POOL_TIMEOUT_S in a service).
 POOL_TIMEOUT_S = 10.0
+# How long the server lets a statement wait for a row or metadata lock
+# (DB_LOCK_WAIT_TIMEOUT_S), and how long the driver waits for the server to answer or take a
+# statement (DB_READ_TIMEOUT_S, DB_WRITE_TIMEOUT_S). The read timeout outlasts the lock wait,
+# so a statement queued behind a lock ends with the server's own error 1205 (the lock is
+# busy: the transaction can be run again), never with the driver giving up on a healthy
+# server; past it, the connection itself is dead (black-holed, the server hung).
+LOCK_WAIT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 15.0
+WRITE_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Every wait of a database call: for a pooled connection, a lock, the server's answer."""
+
+    pool_timeout_s: float = POOL_TIMEOUT_S
+    lock_wait_timeout_s: int = LOCK_WAIT_TIMEOUT_S
+    read_timeout_s: float = READ_TIMEOUT_S
+    write_timeout_s: float = WRITE_TIMEOUT_S
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> Deadlines:
+        return cls(
+            pool_timeout_s=settings.db_pool_timeout_s,
+            lock_wait_timeout_s=settings.db_lock_wait_timeout_s,
+            read_timeout_s=settings.db_read_timeout_s,
+            write_timeout_s=settings.db_write_timeout_s,
+        )
 
 
 def create_db_engine(
     url: str,
     *,
     pool_size: int = 10,
-    pool_timeout_s: float = POOL_TIMEOUT_S,
+    deadlines: Deadlines = Deadlines(),
     ping_if_idle_s: float = PING_IF_IDLE_S,
 ) -> Engine:
     engine_url = sa.make_url(url)
@@ -45,7 +74,7 @@ def create_db_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         # Past this wait for a connection, a request fails with 503 (common.errors).
-        pool_timeout=pool_timeout_s,
+        pool_timeout=deadlines.pool_timeout_s,
         pool_recycle=1800,
         # Every checkout goes through a SQLAlchemy Connection, whose close already ends any
         # transaction it began (commit or rollback); the pool's own ROLLBACK on return was a
@@ -54,10 +83,30 @@ def create_db_engine(
         # Fewer gap locks than REPEATABLE READ; every invariant is kept by conditional
         # updates and row locks, never by re-reading a snapshot.
         isolation_level="READ COMMITTED",
-        connect_args={"connect_timeout": 3, "charset": "utf8mb4"},
+        connect_args=_mysql_connect_args(deadlines),
     )
     _ping_connections_idle_for(engine, ping_if_idle_s)
     return engine
+
+
+def _mysql_connect_args(deadlines: Deadlines) -> dict[str, Any]:
+    """Without read and write timeouts PyMySQL waits for ever on a connection whose server or
+    network went silent (a black hole answers nothing, not even a reset). With them, the wait
+    ends in error 2013, which SQLAlchemy counts as a disconnect: the pool discards that
+    connection and the request is answered 503 (common.errors)."""
+    lock_wait_s = int(deadlines.lock_wait_timeout_s)
+    return {
+        "connect_timeout": 3,
+        "read_timeout": deadlines.read_timeout_s,
+        "write_timeout": deadlines.write_timeout_s,
+        "charset": "utf8mb4",
+        # Both lock waits (InnoDB's row locks, the server's metadata locks, whose default is a
+        # year) end before the driver's read timeout would.
+        "init_command": (
+            f"SET SESSION innodb_lock_wait_timeout = {lock_wait_s}, "
+            f"lock_wait_timeout = {lock_wait_s}"
+        ),
+    }
 
 
 def _ping_connections_idle_for(engine: Engine, idle_s: float) -> None:
@@ -137,13 +186,13 @@ class Database:
         return cls(create_db_engine(url, pool_size=pool_size))
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings) -> Database:
-        """A service's database, pooled as its settings say."""
+    def from_settings(cls, settings: CommonSettings, *, pool_size: int | None = None) -> Database:
+        """A service's database, pooled and timed out as its settings say."""
         return cls(
             create_db_engine(
                 settings.database_url,
-                pool_size=settings.db_pool_size,
-                pool_timeout_s=settings.db_pool_timeout_s,
+                pool_size=pool_size or settings.db_pool_size,
+                deadlines=Deadlines.from_settings(settings),
             )
         )
 

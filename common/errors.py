@@ -168,7 +168,14 @@ def _is_connection_error(exc: DBAPIError) -> bool:
     code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
     # MySQL client errors 2002-2013: cannot connect, server gone away, lost connection.
     # SQLite reports a locked or unopenable file, which is equally transient for the client.
-    return (isinstance(code, int) and 2000 <= code < 2100) or not isinstance(code, int)
+    if not isinstance(code, int):
+        return True
+    return 2000 <= code < 2100 or code in _SERVER_FULL
+
+
+# The server refuses another connection: too many in all (1040), or for this account (1203,
+# 1226). The database is unavailable to this request, as if it were down.
+_SERVER_FULL = frozenset({1040, 1203, 1226})
 
 
 def _render_unexpected(exc: Exception) -> Response:

@@ -31,11 +31,7 @@ def create_app(settings: OrderSettings | None = None, *, keys: KeySource | None 
         readiness_checks={"order database": db.ping},
         reported_checks={"queue": queue.ping},
     )
-    keys = keys or JwksKeySource(
-        settings.jwks_url,
-        cache_seconds=settings.jwks_cache_seconds,
-        timeout_s=settings.http_connect_timeout_s + settings.http_read_timeout_s,
-    )
+    keys = keys or JwksKeySource.from_settings(settings)
     install_token_verifier(app, TokenVerifier(keys, issuer=settings.jwt_issuer))
     app.extensions["order_service"] = order_service(settings, db)
     app.extensions["database"] = db
@@ -71,6 +67,7 @@ def _client(settings: OrderSettings, base_url: str, name: str) -> ServiceClient:
         dependency_name=name,
         connect_timeout_s=settings.http_connect_timeout_s,
         read_timeout_s=settings.http_read_timeout_s,
+        total_timeout_s=settings.http_total_timeout_s,
         pool_size=settings.db_pool_size * 2,
     )
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 
@@ -18,8 +18,16 @@ from common.http import Answer, ServiceClient, request_id_being_served
 from order_service.orders_repository import ShippingAddress
 
 log = structlog.get_logger(__name__)
-# A token is renewed this long before it expires, so none is sent that expires on the way.
-_TOKEN_RENEW_MARGIN_S = 60
+# A token is renewed this long before it expires; while it is renewed, the old one is still
+# sent until this close to its expiry, so none is sent that expires on the way.
+_TOKEN_RENEW_MARGIN_S, _TOKEN_USABLE_MARGIN_S = 60, 10
+# After a failed login, the next waits this long: an outage of the user service (or a locked
+# service account) is not asked again by every order.
+_LOGIN_RETRY_PAUSE_S = 1.0
+_CANNOT_LOG_IN = "The order service cannot log in to the user service."
+# A queued reservation waits for the batch in flight, then for its own: each one call to the
+# product service within its deadline.
+_BATCHES_WAITED_FOR = 2
 _MAX_REMEMBERED_USERS = 100_000
 UNKNOWN_PRODUCTS = "Some items name products that do not exist."
 # The product service's bounds on one batch of reservations.
@@ -79,7 +87,13 @@ class UserDirectory(Protocol):
 
 class ServiceToken:
     """The service account's access token: logged in once, reused until shortly before expiry,
-    shared by the threads of a process."""
+    shared by the threads of a process.
+
+    One login at a time, and no lock held while it runs: while one caller renews the token,
+    the others go on with the current one if it has not expired, or else wait for that login
+    (within its own deadline) instead of each logging in after the other: a slow or silent
+    user service costs every waiting request one login's deadline, not one each in turn. A
+    failed login is not tried again for a moment, so an outage is not asked by every order."""
 
     def __init__(self, users: ServiceClient, username: str | None, password: str | None) -> None:
         self._users = users
@@ -87,18 +101,64 @@ class ServiceToken:
         self._lock = threading.Lock()
         self._token = ""
         self._renew_at = 0.0
+        self._expires_at = 0.0
+        self._next_login_at = 0.0
+        # Set while a login is under way; it is set (done) when the login ends either way.
+        self._login_done: threading.Event | None = None
 
     def header(self) -> dict[str, str]:
-        with self._lock:
-            if time.monotonic() >= self._renew_at:
-                self._token, lifetime_s = self._login()
-                self._renew_at = time.monotonic() + max(0, lifetime_s - _TOKEN_RENEW_MARGIN_S)
-        return {"Authorization": f"Bearer {self._token}"}
+        return {"Authorization": f"Bearer {self._current()}"}
 
     def forget(self) -> None:
         """After a 401: the token was revoked or the key rotated; log in again next time."""
         with self._lock:
-            self._renew_at = 0.0
+            self._renew_at = self._expires_at = 0.0
+
+    def _current(self) -> str:
+        with self._lock:
+            now = time.monotonic()
+            underway = self._login_done
+            renewing = underway is not None or now < self._next_login_at
+            if now < self._renew_at or (renewing and now < self._expires_at):
+                # Fresh; or being renewed (or renewed in vain a moment ago) and still good.
+                return self._token
+            if underway is None:
+                if now < self._next_login_at:
+                    raise ServiceUnavailable(_CANNOT_LOG_IN)  # a login failed a moment ago
+                self._login_done = threading.Event()
+        if underway is None:
+            return self._log_in()
+        return self._after_login(underway)
+
+    def _log_in(self) -> str:
+        try:
+            token, lifetime_s = self._login()
+        except ServiceUnavailable:
+            with self._lock:
+                now = time.monotonic()
+                self._next_login_at = now + _LOGIN_RETRY_PAUSE_S
+                if now < self._expires_at:
+                    return self._token
+            raise
+        else:
+            with self._lock:
+                now = time.monotonic()
+                self._token = token
+                self._renew_at = now + max(0, lifetime_s - _TOKEN_RENEW_MARGIN_S)
+                self._expires_at = now + max(0, lifetime_s - _TOKEN_USABLE_MARGIN_S)
+            return token
+        finally:
+            with self._lock:
+                finished, self._login_done = self._login_done, None
+            cast(threading.Event, finished).set()
+
+    def _after_login(self, login_done: threading.Event) -> str:
+        """Another caller's login, waited for within that login's own deadline."""
+        if login_done.wait(self._users.total_timeout_s):
+            with self._lock:
+                if time.monotonic() < self._expires_at:
+                    return self._token
+        raise ServiceUnavailable(_CANNOT_LOG_IN)
 
     def _login(self) -> tuple[str, int]:
         if not self._credentials["username"]:
@@ -107,11 +167,12 @@ class ServiceToken:
         answer = self._users.request(
             "POST", "/api/v1/login", json=self._credentials, idempotent=True
         )
-        if answer.status_code != 200:
+        body = _json(answer)
+        token, lifetime_s = body.get("accessToken"), body.get("expiresIn")
+        if answer.status_code != 200 or not isinstance(token, str) or type(lifetime_s) is not int:
             log.error("service_login_failed", status=answer.status_code)
-            raise ServiceUnavailable("The order service cannot log in to the user service.")
-        body = answer.json()
-        return str(body["accessToken"]), int(body["expiresIn"])
+            raise ServiceUnavailable(_CANNOT_LOG_IN)
+        return token, lifetime_s
 
 
 def authorised_request(
@@ -144,6 +205,7 @@ class HttpProductCatalog:
             max_calls=MAX_BATCH_RESERVATIONS,
             max_size=MAX_BATCH_ITEMS,
             size_of=lambda reservation: len(reservation.lines),
+            wait_timeout_s=_BATCHES_WAITED_FOR * products.total_timeout_s,
         )
 
     def reserve(self, reservation_id: str, lines: Sequence[ReservationLine]) -> dict[str, HeldItem]:

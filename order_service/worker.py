@@ -41,7 +41,7 @@ _CANCELS_PER_ROUND = 100
 class Worker:
     def __init__(self, settings: OrderSettings) -> None:
         self._settings = settings
-        db = Database.from_url(settings.database_url, pool_size=settings.relay_threads + 2)
+        db = Database.from_settings(settings, pool_size=settings.relay_threads + 2)
         self._relay = OutboxRelay(
             db,
             event_queue(settings),

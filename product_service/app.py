@@ -23,11 +23,7 @@ def create_app(settings: ProductSettings | None = None, *, keys: KeySource | Non
     app = create_base_app(
         settings, package="product_service", readiness_checks={"product database": db.ping}
     )
-    keys = keys or JwksKeySource(
-        settings.jwks_url,
-        cache_seconds=settings.jwks_cache_seconds,
-        timeout_s=settings.http_connect_timeout_s + settings.http_read_timeout_s,
-    )
+    keys = keys or JwksKeySource.from_settings(settings)
     install_token_verifier(app, TokenVerifier(keys, issuer=settings.jwt_issuer))
     app.extensions["product_service"] = ProductService(db)
     app.extensions["database"] = db

@@ -3,11 +3,14 @@ while it sat idle is replaced before anyone uses it."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from common.db import create_db_engine
+from common.db import Deadlines, create_db_engine, is_retryable_conflict
+from tests.support.greenlets import run_patched
 
 
 @pytest.fixture
@@ -81,3 +84,63 @@ def test_a_connection_comes_back_to_the_pool_with_no_transaction_open(mysql_url)
         connection.execute(sa.text("INSERT INTO scratch VALUES (3)"))
     assert rows_in(engine) == 1
     engine.dispose()
+
+
+def test_a_statement_waiting_for_a_lock_ends_with_the_servers_lock_error_before_the_read_timeout(
+    mysql_url,
+):
+    """The lock wait is the server's to end (1205: run the transaction again), well inside the
+    driver's read timeout, so a busy row never costs a healthy connection."""
+    engine = create_db_engine(
+        mysql_url, deadlines=Deadlines(lock_wait_timeout_s=1, read_timeout_s=4)
+    )
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE locked (id INT PRIMARY KEY)"))
+        connection.execute(sa.text("INSERT INTO locked VALUES (1)"))
+
+    with engine.connect() as holder, holder.begin():
+        holder.execute(sa.text("SELECT id FROM locked WHERE id = 1 FOR UPDATE"))
+        started = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError) as waited, engine.begin() as waiter:
+            waiter.execute(sa.text("SELECT id FROM locked WHERE id = 1 FOR UPDATE"))
+        took = time.monotonic() - started
+    assert is_retryable_conflict(waited.value)  # 1205, not the driver's 2013
+    assert 0.9 <= took < 3.0
+    engine.dispose()
+
+
+_BLACK_HOLE_UNDER_GEVENT = """
+    import sys
+    import time
+
+    import sqlalchemy as sa
+
+    from common.db import Deadlines, create_db_engine
+    from tests.support.blackhole import black_hole_proxy
+
+    url = sa.make_url(sys.argv[1])
+    with black_hole_proxy(url.host, url.port or 3306) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port)
+        engine = create_db_engine(
+            proxied.render_as_string(hide_password=False),
+            deadlines=Deadlines(lock_wait_timeout_s=1, read_timeout_s=2),
+        )
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        proxy.swallow()
+        started = time.monotonic()
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except sa.exc.OperationalError as exc:
+            print(exc.orig.args[0], exc.connection_invalidated, time.monotonic() - started < 4)
+        proxy.forward()
+        with engine.connect() as connection:
+            print(connection.execute(sa.text("SELECT 1")).scalar_one())
+"""
+
+
+def test_a_black_holed_connection_times_out_under_gevent_too(mysql_url):
+    """The order service runs in a gevent worker, whose patched sockets carry the timeout."""
+    printed = run_patched(_BLACK_HOLE_UNDER_GEVENT, mysql_url, timeout_s=30).split("\n")
+    assert printed[:2] == ["2013 True True", "1"]

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client import REGISTRY
 
-from common.batching import Coalescer, together_else_alone
+from common.batching import BatchNotAnswered, Coalescer, together_else_alone
 from tests.support.greenlets import run_patched
 
 WAIT_S = 10
@@ -218,3 +218,110 @@ def test_calls_ready_together_under_gevent_go_as_one_batch_not_one_then_the_rest
     """The order service's greenlets arrive in waves; the first of a wave yields once before
     it sends, so the wave shares one batch instead of a batch of one and then the rest."""
     assert run_patched(_WAVE_UNDER_GEVENT, timeout_s=WAIT_S).strip() == "[5]"
+
+
+def test_a_send_that_never_returns_fails_the_calls_behind_it_at_their_deadline():
+    recorder = Recorder()
+    recorder.hold.set()
+    batcher = Coalescer("stuck", recorder.send, max_calls=8, wait_timeout_s=0.5)
+    pool = ThreadPoolExecutor(max_workers=3)
+    stuck = pool.submit(batcher.call, 1)
+    assert recorder.first_arrived.wait(WAIT_S)
+    started = time.monotonic()
+    behind = [pool.submit(batcher.call, item) for item in (2, 3)]
+    try:
+        for call in behind:
+            with pytest.raises(BatchNotAnswered) as raised:
+                call.result(WAIT_S)
+            assert raised.value.status == 503
+        assert time.monotonic() - started < 3
+        assert batcher._queue == []  # gone from the queue: no batch is sent for them
+    finally:
+        recorder.let_go.set()
+    assert stuck.result(WAIT_S) == 2
+    assert batcher.call(4) == 8  # the turn came back once the stuck send returned
+    assert recorder.batches == [[1], [4]]
+    pool.shutdown()
+
+
+_KILLED_UNDER_GEVENT = """
+    import gevent
+    from gevent.event import Event
+
+    from common.batching import BatchNotAnswered, Coalescer
+
+    in_flight, let_go = Event(), Event()
+    batches = []
+
+    def send(items):
+        batches.append(items)
+        if items[0] < 0:  # a send that hangs until its caller is killed
+            in_flight.set()
+            gevent.sleep(60)
+        let_go.wait(5)
+        return [item * 2 for item in items]
+
+    def coalescer():
+        in_flight.clear(), let_go.clear(), batches.clear()
+        return Coalescer("killed", send, max_calls=16, wait_timeout_s=5)
+
+    def joined(greenlets):
+        gevent.joinall(greenlets, timeout=10)
+        assert all(g.ready() for g in greenlets), "a call is wedged"
+        return greenlets
+
+    # The leader killed in its yield, before it sent anything.
+    batcher = coalescer()
+    leader = gevent.spawn(batcher.call, 1)
+    gevent.sleep(0)
+    leader.kill()
+    let_go.set()
+    assert [g.value for g in joined([gevent.spawn(batcher.call, 2)])] == [4]
+
+    # A queued caller killed (GreenletExit) while a batch is in flight, and one timed out
+    # by gevent.Timeout: neither leaves a turn that nobody takes.
+    batcher = coalescer()
+    first = gevent.spawn(batcher.call, 1)
+    gevent.sleep(0.05)
+    killed = gevent.spawn(batcher.call, 2)
+
+    def gives_up():
+        with gevent.Timeout(0.1):
+            batcher.call(3)
+
+    timed_out = gevent.spawn(gives_up)
+    gevent.sleep(0.05)
+    killed.kill()
+    gevent.sleep(0.1)
+    later = gevent.spawn(batcher.call, 4)
+    gevent.sleep(0.05)
+    let_go.set()
+    joined([first, timed_out, later])
+    assert (first.value, later.value) == (2, 8), (first.value, later.value)
+    assert isinstance(timed_out.exception, gevent.Timeout)
+    assert [2] not in batches and [3] not in batches, batches
+
+    # The sender killed mid-send, by GreenletExit or by its own gevent.Timeout: the calls in
+    # its batch hear a 503 (not the sender's exception), and the next calls go on.
+    def sends_within_a_timeout(item):
+        with gevent.Timeout(0.1):
+            batcher.call(item)
+
+    for kill in ("GreenletExit", "Timeout"):
+        batcher = coalescer()
+        let_go.set()
+        sender = gevent.spawn(sends_within_a_timeout if kill == "Timeout" else batcher.call, -1)
+        passengers = [gevent.spawn(batcher.call, item) for item in (5, 6)]
+        in_flight.wait()
+        assert batches == [[-1, 5, 6]], batches
+        if kill == "GreenletExit":
+            sender.kill()
+        joined([sender, *passengers])
+        assert all(isinstance(p.exception, BatchNotAnswered) for p in passengers), passengers
+        assert [g.value for g in joined([gevent.spawn(batcher.call, 7)])] == [14]
+    print("ok")
+"""
+
+
+def test_a_killed_caller_never_wedges_the_coalescer_under_gevent():
+    assert run_patched(_KILLED_UNDER_GEVENT, timeout_s=30).strip() == "ok"

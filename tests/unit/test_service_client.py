@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from common.errors import ServiceUnavailable
 from common.http import ServiceClient
-from tests.support.http_servers import serving
+from tests.support.blackhole import black_hole_proxy
+from tests.support.http_servers import JsonHandler, serve, stop
 
 
-class Downstream(BaseHTTPRequestHandler):
+class Downstream(JsonHandler):
     """Answers 503 to the first `failures` requests, then 200 echoing what it received."""
 
     failures = 0
@@ -31,26 +32,18 @@ class Downstream(BaseHTTPRequestHandler):
             "authorization": self.headers.get("Authorization"),
         }
         type(self).seen.append(received)
-        status = 503 if len(type(self).seen) <= type(self).failures else 200
-        payload = json.dumps(received).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.send_json(503 if len(type(self).seen) <= type(self).failures else 200, received)
 
     do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
 def downstream() -> Iterator[type[Downstream]]:
     Downstream.failures, Downstream.seen = 0, []
-    with serving(Downstream) as url:
-        Downstream.url = url  # type: ignore[attr-defined]
-        yield Downstream
+    server = serve(Downstream)
+    Downstream.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    yield Downstream
+    stop(server)
 
 
 def client_for(url: str) -> ServiceClient:
@@ -106,3 +99,22 @@ def test_nobody_listening_is_a_503_for_our_caller():
     with pytest.raises(ServiceUnavailable) as raised:
         client_for(f"http://127.0.0.1:{port}").request("GET", "/r")
     assert raised.value.status == 503
+
+
+def test_a_dependency_that_went_silent_is_a_503_within_the_total_deadline(downstream):
+    """Six attempts of a second each would take six; the call's deadline ends it at two."""
+    with black_hole_proxy("127.0.0.1", int(downstream.url.rsplit(":", 1)[1])) as proxy:
+        silent = ServiceClient(
+            f"http://127.0.0.1:{proxy.port}",
+            dependency_name="test service",
+            connect_timeout_s=1,
+            read_timeout_s=1,
+            total_timeout_s=2,
+            retries=5,
+        )
+        assert silent.request("GET", "/r").status_code == 200
+        proxy.swallow()
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable):
+            silent.request("GET", "/r")
+        assert 1.5 <= time.monotonic() - started < 4.0
