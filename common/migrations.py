@@ -13,6 +13,10 @@ from alembic.config import Config
 _LOCK_TIMEOUT_S = 120
 
 
+# The longest a single migration statement may take before the driver gives up on the server.
+MIGRATION_STATEMENT_DEADLINE_S = 1800.0
+
+
 def alembic_config(database_url: str, migrations_dir: Path) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
@@ -35,7 +39,7 @@ def run_migrations_online(lock_name: str) -> None:
     """The body of every service's `env.py`."""
     url = context.config.get_main_option("sqlalchemy.url")
     assert url is not None
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=_deadlines(url))
     with engine.connect() as connection:
         is_mysql = connection.dialect.name == "mysql"
         if is_mysql:
@@ -54,7 +58,22 @@ def run_migrations_online(lock_name: str) -> None:
             with context.begin_transaction():
                 context.run_migrations()
         finally:
-            if is_mysql:
+            # A lost connection took its session's lock with it; releasing it would only hide
+            # why the migration failed.
+            if is_mysql and not connection.invalidated:
                 connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name})
                 connection.commit()
     engine.dispose()
+
+
+def _deadlines(url: str) -> dict[str, float]:
+    """A prestart against a database that went silent fails instead of hanging the pod's start
+    for ever; the read deadline is generous, since a migration's DDL or backfill of a large
+    table legitimately runs for minutes, far past a request's DB_READ_TIMEOUT_S."""
+    if sa.make_url(url).get_backend_name() != "mysql":
+        return {}
+    return {
+        "connect_timeout": 10,
+        "read_timeout": MIGRATION_STATEMENT_DEADLINE_S,
+        "write_timeout": MIGRATION_STATEMENT_DEADLINE_S,
+    }
