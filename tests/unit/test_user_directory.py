@@ -4,18 +4,16 @@ user's profile, and every failure turned into the answer our own client gets."""
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from common.errors import ServiceUnavailable, Unprocessable
 from common.http import ServiceClient
 from order_service.clients import HttpUserDirectory, ServiceToken, UserProfile
-from tests.support.http_servers import serving
+from tests.support.http_servers import JsonHandler, serving
 
 USER = "0190f0a0-0000-7000-8000-0000000000a1"
 ADDRESS = "0190f0a0-0000-7000-8000-00000000ad01"
@@ -44,32 +42,23 @@ USER_JSON = {
 }
 
 
-class UserService(BaseHTTPRequestHandler):
+class UserService(JsonHandler):
     """Logs the service account in; answers each path from `answers` (status, body), 404 for
     any other; records each request's path and Authorization header."""
 
     answers: dict[str, tuple[int, object]] = {}
     seen: list[tuple[str, str | None]] = []
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._send(200, {"accessToken": "service-token", "tokenType": "Bearer", "expiresIn": 900})
+        self.send_json(
+            200, {"accessToken": "service-token", "tokenType": "Bearer", "expiresIn": 900}
+        )
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
         type(self).seen.append((self.path, self.headers.get("Authorization")))
         status, body = type(self).answers.get(self.path, (404, {"status": 404}))
-        self._send(status, body)
-
-    def _send(self, status: int, body: object) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(status, body)
 
 
 @pytest.fixture
