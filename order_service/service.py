@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -74,6 +75,10 @@ GROUP_COMMIT_MAX = 16
 # bounded memory, forgetting one only costs an insert that finds it.
 _MAX_COUNTED_USERS = 100_000
 DEFAULT_PAYMENT_TIMEOUT_S = 1800
+# The most expired orders one round cancels together, and the releases it has out at once
+# (each is one short call; a few in parallel keep a round well under a second at 200).
+EXPIRY_BATCH = 200
+EXPIRY_RELEASE_THREADS = 8
 DEFAULT_MAX_PENDING_ORDERS = 100
 
 
@@ -421,6 +426,48 @@ class OrderService:
             self._catalog.release(order.reservation_id)
             self._finish_cancel(order)
         return len(begun)
+
+    def expire_due_orders(self, *, limit: int = EXPIRY_BATCH) -> int:
+        """The worker's payment timeout, one batch: the cancels of up to `limit` PENDING orders
+        past their expiresAt begin in one transaction (reason `payment_timeout`), their
+        reservations are released a few at a time in parallel, and those released finish in
+        one transaction. A release that fails leaves its cancel begun, for
+        `finish_begun_cancels`. Returns how many orders were cancelled."""
+        with self._db.transaction() as connection:
+            begun = OrderRepository(connection).begin_expiries(self._clock(), limit)
+        if not begun:
+            return 0
+        with ThreadPoolExecutor(max_workers=EXPIRY_RELEASE_THREADS) as pool:
+            outcomes = list(pool.map(self._released, begun))
+        released = [order for order, ok in zip(begun, outcomes, strict=True) if ok]
+        if released:
+            self._finish_cancels(released)
+        return len(released)
+
+    def _released(self, order: Order) -> bool:
+        try:
+            self._catalog.release(order.reservation_id)
+        except Exception:
+            log.warning("expiry_left_for_the_worker", order_id=order.id, exc_info=True)
+            return False
+        return True
+
+    @retry_on_deadlock
+    def _finish_cancels(self, begun: Sequence[Order]) -> None:
+        """Step (3) for a batch: each still-begun order CANCELLED with its event, together."""
+        now = self._clock()
+        with self._db.transaction() as connection:
+            orders = OrderRepository(connection)
+            events = [
+                self._event(
+                    replace(order, status=CANCELLED, updated_at=now, expires_at=None),
+                    ORDER_CANCELLED,
+                )
+                for order in begun
+                if orders.finish_cancel(order.id, now)
+            ]
+            if events:  # none when a repeated cancel finished every one of them first
+                OutboxRepository(connection).add_each(events)
 
     @retry_on_deadlock
     def _begin_cancel(self, order_id: str, reason: str, principal: Principal | None) -> Order:

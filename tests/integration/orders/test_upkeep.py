@@ -27,6 +27,7 @@ def journalled(order_db, state: str, age: timedelta) -> str:
             sa.insert(order_attempts).values(
                 id=attempt_id,
                 user_id=CUSTOMER.user_id,
+                orderer_id=CUSTOMER.user_id,
                 idempotency_key=f"upkeep-{attempt_id}",
                 request_hash="0" * 64,
                 state=state,
