@@ -1,5 +1,5 @@
 """`python -m order_service worker`: the outbox relay, plus upkeep: the repair of lost
-attempts, the end of cancels left unfinished, and pruning.
+attempts, the end of cancels left unfinished, the payment timeout's expiry, and pruning.
 
 Several relay threads (and any number of worker replicas) claim disjoint batches with
 SKIP LOCKED. A thread that finds a full batch goes straight on; an idle one sleeps briefly; one
