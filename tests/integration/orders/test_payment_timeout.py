@@ -199,3 +199,28 @@ def test_the_worker_expires_due_orders_as_an_upkeep_step_of_its_own(
     expired = placing.get_order(order.id, CUSTOMER)
     assert (expired.status, expired.cancel_reason) == ("CANCELLED", "payment_timeout")
     assert stock_of(catalog, product) == 5
+
+
+def test_two_workers_expiring_at_once_cancel_each_order_once(
+    mysql_only, placing, order_db, catalog, users, new_product
+):
+    product = new_product(stock=300)
+    order_ids = [placing.place_order(order_of((product, 1)), CUSTOMER).order.id for _ in range(300)]
+    replicas = [
+        OrderService(order_db, catalog, users, clock=later(3600), max_pending_orders=0)
+        for _ in range(2)
+    ]
+    start = threading.Barrier(2)
+
+    def expire_all(service: OrderService) -> None:
+        start.wait()
+        while service.expire_due_orders(limit=50):
+            pass
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(expire_all, replicas))
+
+    assert stock_of(catalog, product) == 300
+    for order_id in order_ids:
+        events = events_of(order_db, order_id)
+        assert [event["eventType"] for event in events] == ["order_created", "order_cancelled"]
