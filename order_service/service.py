@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -431,26 +432,33 @@ class OrderService:
         """The worker's payment timeout, one batch: the cancels of up to `limit` PENDING orders
         past their expiresAt begin in one transaction (reason `payment_timeout`), their
         reservations are released a few at a time in parallel, and those released finish in
-        one transaction. A release that fails leaves its cancel begun, for
-        `finish_begun_cancels`. Returns how many orders were cancelled."""
+        one transaction. A release that fails leaves its cancel begun (and the batch's releases
+        not yet sent), for `finish_begun_cancels`. Returns how many orders were cancelled."""
         with self._db.transaction() as connection:
             begun = OrderRepository(connection).begin_expiries(self._clock(), limit)
         if not begun:
             return 0
-        with ThreadPoolExecutor(max_workers=EXPIRY_RELEASE_THREADS) as pool:
-            outcomes = list(pool.map(self._released, begun))
-        released = [order for order, ok in zip(begun, outcomes, strict=True) if ok]
-        if released:
-            self._finish_cancels(released)
-        return len(released)
+        # After the first failure the rest are not tried: a product service that is down would
+        # otherwise hold the round (and the worker's upkeep) for a call timeout per order.
+        failed = threading.Event()
 
-    def _released(self, order: Order) -> bool:
-        try:
-            self._catalog.release(order.reservation_id)
-        except Exception:
-            log.warning("expiry_left_for_the_worker", order_id=order.id, exc_info=True)
-            return False
-        return True
+        def released(order: Order) -> bool:
+            if failed.is_set():
+                return False
+            try:
+                self._catalog.release(order.reservation_id)
+            except Exception:
+                failed.set()
+                log.warning("expiry_left_for_the_worker", order_id=order.id, exc_info=True)
+                return False
+            return True
+
+        with ThreadPoolExecutor(max_workers=EXPIRY_RELEASE_THREADS) as pool:
+            outcomes = list(pool.map(released, begun))
+        finished = [order for order, ok in zip(begun, outcomes, strict=True) if ok]
+        if finished:
+            self._finish_cancels(finished)
+        return len(finished)
 
     @retry_on_deadlock
     def _finish_cancels(self, begun: Sequence[Order]) -> None:

@@ -15,11 +15,17 @@ import sqlalchemy as sa
 
 from common.db import utcnow
 from common.errors import Conflict
-from order_service.service import OrderService
+from order_service.service import EXPIRY_RELEASE_THREADS, OrderService
 from order_service.settings import OrderSettings
 from order_service.tables import orders as orders_table
 from order_service.worker import Worker
-from tests.integration.orders.conftest import CUSTOMER, held, order_of, stock_of
+from tests.integration.orders.conftest import (
+    CUSTOMER,
+    ProductServiceCatalog,
+    held,
+    order_of,
+    stock_of,
+)
 from tests.integration.orders.test_journalled_cancel import events_of
 
 PRODUCTS, STOCK = 10, 100
@@ -224,3 +230,35 @@ def test_two_workers_expiring_at_once_cancel_each_order_once(
     for order_id in order_ids:
         events = events_of(order_db, order_id)
         assert [event["eventType"] for event in events] == ["order_created", "order_cancelled"]
+
+
+class CountedReleases(ProductServiceCatalog):
+    def __init__(self, inner: ProductServiceCatalog) -> None:
+        super().__init__(inner.products)
+        self.releases = 0
+        self._lock = threading.Lock()
+
+    def release(self, reservation_id: str) -> None:
+        with self._lock:
+            self.releases += 1
+        super().release(reservation_id)
+
+
+def test_a_product_service_that_is_down_costs_a_round_a_few_calls_not_one_per_order(
+    order_db, placing, catalog, users, new_product
+):
+    product = new_product(stock=40)
+    order_ids = [placing.place_order(order_of((product, 1)), CUSTOMER).order.id for _ in range(40)]
+    counted = CountedReleases(catalog)
+    counted.down.add("release")
+    expiring = OrderService(order_db, counted, users, clock=later(3600), max_pending_orders=0)
+
+    assert expiring.expire_due_orders(limit=200) == 0
+    assert counted.releases <= EXPIRY_RELEASE_THREADS
+    assert {placing.get_order(o, CUSTOMER).cancel_reason for o in order_ids} == {"payment_timeout"}
+
+    counted.down.clear()
+    while expiring.finish_begun_cancels(begun_before_s=0):
+        pass
+    assert {placing.get_order(o, CUSTOMER).status for o in order_ids} == {"CANCELLED"}
+    assert stock_of(catalog, product) == 40
