@@ -34,6 +34,8 @@ log = structlog.get_logger(__name__)
 _MAX_BACKOFF_S = 5.0
 # The upkeep loop's tick: the shortest schedule a step can have (the expiry's is shortest).
 _UPKEEP_TICK_S = 0.25
+# Repairing attempts and finishing cancels look for work older than seconds: once a second.
+_REPAIR_EVERY_S = 1.0
 _PRUNE_EVERY_S = 60.0
 # The most cancels the worker finishes in one round (one release call each).
 _CANCELS_PER_ROUND = 100
@@ -57,8 +59,8 @@ class Worker:
         # When each relay thread last came round its loop; the heartbeat needs all of them.
         self._looped_at = [time.monotonic()] * settings.relay_threads
         self.upkeep = [
-            UpkeepStep("repair_attempts", _UPKEEP_TICK_S, self._repair_attempts),
-            UpkeepStep("finish_cancels", 1.0, self._finish_cancels),
+            UpkeepStep("repair_attempts", _REPAIR_EVERY_S, self._repair_attempts),
+            UpkeepStep("finish_cancels", _REPAIR_EVERY_S, self._finish_cancels),
             UpkeepStep("expire_orders", settings.order_expiry_interval_s, self._expire_orders),
             UpkeepStep("prune_outbox", _PRUNE_EVERY_S, self._prune_outbox),
             UpkeepStep("prune_failed_attempts", _PRUNE_EVERY_S, self._prune_failed_attempts),
