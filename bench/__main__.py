@@ -24,7 +24,7 @@ from bench import consistency, cpu, dblimit, report
 from bench.events import EventDrain
 from bench.load import LoadResult, closed_loop
 from bench.setup import Catalog, create_catalog
-from bench.system import System, logs_dir, results_dir, start
+from bench.system import PAYMENT_TIMEOUT_S, System, logs_dir, results_dir, start
 from devstack.stack import SERVICES, gunicorn_threads, gunicorn_worker_class, gunicorn_workers
 
 # The order service's workers are where an order's time goes; py-spy samples them.
@@ -84,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 for level in arguments.concurrency
             ]
+            # Every order left unpaid expires before the books are checked, so none changes
+            # between reading the orders and reading the stock; and the expiry lags are known.
+            consistency.wait_until_expired(system.database_urls, timeout_s=PAYMENT_TIMEOUT_S + 60)
             verdict = consistency.check(system.database_urls, drain)
+            for run in runs:
+                _add_expiry_lags(run, drain)
             profile = (
                 profile_order_path(system, catalog, max(arguments.concurrency), arguments)
                 if arguments.profile_seconds > 0
@@ -159,6 +164,7 @@ def measure_level(
         orders_placed, cpu_s = level.limit.run(concurrency, slice_s)
         limit_orders += orders_placed
         limit_cpu_s += cpu_s
+    window_end = time.time()
     batch_sizes = report.mean_batch_sizes(batches_before, _batch_totals(system))
     orders = max(load.orders, 1)
     lags = consistency.relay_lags_ms(system.database_urls, since_epoch_s=window_start)
@@ -189,7 +195,20 @@ def measure_level(
         "db_limit_cpu_ms_per_order": round(limit_cpu_s * 1000 / max(limit_orders, 1.0), 2),
         # How many orders shared each reservation call, journal commit and final commit.
         "mean_batch_size": batch_sizes,
+        "payment_timeout_s": PAYMENT_TIMEOUT_S,
+        # The orders placed in this window are due in it shifted by the timeout.
+        "window_epoch_s": [window_start, window_end],
     }
+
+
+def _add_expiry_lags(run: dict[str, Any], drain: EventDrain) -> None:
+    """From each unpaid order's expiresAt to its order_cancelled (payment_timeout) event's
+    arrival on the queue, for the orders the level placed."""
+    placed_from, placed_until = run.pop("window_epoch_s")
+    lags = drain.expiry_lags_ms(placed_from + PAYMENT_TIMEOUT_S, placed_until + PAYMENT_TIMEOUT_S)
+    run["expired_orders"] = len(lags)
+    run["expiry_lag_p50_ms"] = round(report.percentile(lags, 0.50))
+    run["expiry_lag_p99_ms"] = round(report.percentile(lags, 0.99))
 
 
 def _system_slice(

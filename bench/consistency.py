@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from bench.events import EventDrain
 from bench.setup import INITIAL_STOCK
 
+PENDING_ORDERS = sa.text("SELECT COUNT(*) FROM orders WHERE status = 'PENDING'")
 UNSENT_EVENTS = sa.text("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
 EVENTS_BY_STATUS = {
     "PENDING": ["order_created"],
@@ -91,6 +93,21 @@ def check(database_urls: dict[str, str], drain: EventDrain) -> Verdict:
     )
     verdict.duplicate_deliveries = drain.deliveries - len(drain.by_event_id)
     return verdict
+
+
+def wait_until_expired(database_urls: dict[str, str], *, timeout_s: float) -> None:
+    """Until no order is PENDING (the worker has expired every unpaid one); TimeoutError when
+    some still are after `timeout_s`: the expiry did not keep up."""
+    deadline = time.monotonic() + timeout_s
+    with _connect(database_urls["ORDER_DATABASE_URL"]) as orders_db:
+        while True:
+            pending = orders_db.execute(PENDING_ORDERS).scalar_one()
+            orders_db.rollback()  # a fresh snapshot each time
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{pending} orders still PENDING after {timeout_s:.0f} s")
+            time.sleep(0.5)
 
 
 def relay_lags_ms(database_urls: dict[str, str], *, since_epoch_s: float) -> list[float]:

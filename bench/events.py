@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,6 +30,9 @@ class EventDrain:
         self._fill_wait_s = fill_wait_s
         self._lock = threading.Lock()
         self.by_event_id: dict[str, dict[str, Any]] = {}
+        # When SQS accepted each event (its SentTimestamp, epoch seconds): its arrival on the
+        # queue, free of this consumer's own polling delay.
+        self.queued_at: dict[str, float] = {}
         self.deliveries = 0
         self.receive_errors = 0
         self.last_received_at = time.monotonic()
@@ -57,13 +61,19 @@ class EventDrain:
 
     def _receive_batch(self) -> int:
         messages = self._sqs.receive_message(
-            QueueUrl=self._queue_url, MaxNumberOfMessages=_FULL_BATCH, WaitTimeSeconds=1
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=_FULL_BATCH,
+            WaitTimeSeconds=1,
+            AttributeNames=["SentTimestamp"],
         ).get("Messages", [])
         if messages:
             with self._lock:
                 for message in messages:
                     event = json.loads(message["Body"])
                     self.by_event_id[event["eventId"]] = event
+                    sent_ms = message.get("Attributes", {}).get("SentTimestamp")
+                    if sent_ms is not None:
+                        self.queued_at[event["eventId"]] = int(sent_ms) / 1000
                     self.deliveries += 1
                 self.last_received_at = time.monotonic()
             self._sqs.delete_message_batch(
@@ -88,3 +98,37 @@ class EventDrain:
             for event in self.by_event_id.values():
                 grouped[event["orderId"]].append(event["eventType"])
         return grouped
+
+    def expiry_lags_ms(self, expiring_from: float, expiring_until: float) -> list[float]:
+        with self._lock:
+            return expiry_lags_ms(
+                list(self.by_event_id.values()), self.queued_at, expiring_from, expiring_until
+            )
+
+
+def expiry_lags_ms(
+    events: list[dict[str, Any]],
+    queued_at: dict[str, float],
+    expiring_from: float,
+    expiring_until: float,
+) -> list[float]:
+    """For each order due (its `expiresAt`, epoch seconds) in [from, until) and cancelled with
+    reason payment_timeout: from its expiresAt to its order_cancelled event's arrival on the
+    queue (`queued_at` by event id). The due time is the order_created event's: the cancelled
+    event carries the expiresAt after the change, null."""
+    due: dict[str, float] = {}
+    expired: dict[str, float] = {}
+    for event in events:
+        if event["eventType"] == "order_created" and event.get("expiresAt"):
+            due[event["orderId"]] = _epoch_s(event["expiresAt"])
+        elif event.get("reason") == "payment_timeout" and event["eventId"] in queued_at:
+            expired[event["orderId"]] = queued_at[event["eventId"]]
+    return [
+        (expired[order_id] - due_at) * 1000
+        for order_id, due_at in due.items()
+        if order_id in expired and expiring_from <= due_at < expiring_until
+    ]
+
+
+def _epoch_s(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()

@@ -62,6 +62,8 @@ COLUMNS = [
     ("cpu_ms_per_order", "CPU ms/order", "{:.2f}"),
     ("relay_lag_p50_ms", "relay p50 ms", "{:.0f}"),
     ("relay_lag_p99_ms", "relay p99 ms", "{:.0f}"),
+    ("expiry_lag_p50_ms", "expiry p50 ms", "{:.0f}"),
+    ("expiry_lag_p99_ms", "expiry p99 ms", "{:.0f}"),
     ("db_limit_orders_per_s", "DB limit/s", "{:.0f}"),
     ("ratio_to_db_limit", "ratio", "{:.2f}"),
 ]

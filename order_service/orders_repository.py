@@ -216,6 +216,39 @@ class OrderRepository:
         PendingOrders(self._db).free_slot_of_order(order_id)
         return True
 
+    def begin_expiries(self, now: datetime, limit: int) -> list[Order]:
+        """Begins the payment-timeout cancel of up to `limit` PENDING orders due by `now` (the
+        oldest first) and returns them. The rows are claimed FOR UPDATE SKIP LOCKED, so another
+        replica's round takes other orders, and a pay holding an order's lock wins it (the
+        order is no longer due once paid); the UPDATE repeats every condition of the claim."""
+        due = (
+            sa.select(orders.c.id)
+            .where(
+                orders.c.expires_at <= now,
+                orders.c.status == PENDING,
+                orders.c.cancel_reason.is_(None),
+            )
+            .order_by(orders.c.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        order_ids = list(self._db.execute(due).scalars())
+        if not order_ids:
+            return []
+        self._db.execute(
+            orders.update()
+            .where(
+                orders.c.id.in_(order_ids),
+                orders.c.status == PENDING,
+                orders.c.cancel_reason.is_(None),
+            )
+            .values(cancel_reason=PAYMENT_TIMEOUT, updated_at=now)
+        )
+        begun = self._with_items(
+            self._db.execute(sa.select(orders).where(orders.c.id.in_(order_ids))).all()
+        )
+        return [order for order in begun if order.cancel_reason == PAYMENT_TIMEOUT]
+
     def cancels_begun_before(self, cutoff: datetime, limit: int) -> list[Order]:
         """PENDING orders whose cancel began before `cutoff` and has not finished."""
         query = (

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -74,6 +76,10 @@ GROUP_COMMIT_MAX = 16
 # bounded memory, forgetting one only costs an insert that finds it.
 _MAX_COUNTED_USERS = 100_000
 DEFAULT_PAYMENT_TIMEOUT_S = 1800
+# The most expired orders one round cancels together, and the releases it has out at once
+# (each is one short call; a few in parallel keep a round well under a second at 200).
+EXPIRY_BATCH = 200
+EXPIRY_RELEASE_THREADS = 8
 DEFAULT_MAX_PENDING_ORDERS = 100
 
 
@@ -421,6 +427,55 @@ class OrderService:
             self._catalog.release(order.reservation_id)
             self._finish_cancel(order)
         return len(begun)
+
+    def expire_due_orders(self, *, limit: int = EXPIRY_BATCH) -> int:
+        """The worker's payment timeout, one batch: the cancels of up to `limit` PENDING orders
+        past their expiresAt begin in one transaction (reason `payment_timeout`), their
+        reservations are released a few at a time in parallel, and those released finish in
+        one transaction. A release that fails leaves its cancel begun (and the batch's releases
+        not yet sent), for `finish_begun_cancels`. Returns how many orders were cancelled."""
+        with self._db.transaction() as connection:
+            begun = OrderRepository(connection).begin_expiries(self._clock(), limit)
+        if not begun:
+            return 0
+        # After the first failure the rest are not tried: a product service that is down would
+        # otherwise hold the round (and the worker's upkeep) for a call timeout per order.
+        failed = threading.Event()
+
+        def released(order: Order) -> bool:
+            if failed.is_set():
+                return False
+            try:
+                self._catalog.release(order.reservation_id)
+            except Exception:
+                failed.set()
+                log.warning("expiry_left_for_the_worker", order_id=order.id, exc_info=True)
+                return False
+            return True
+
+        with ThreadPoolExecutor(max_workers=EXPIRY_RELEASE_THREADS) as pool:
+            outcomes = list(pool.map(released, begun))
+        finished = [order for order, ok in zip(begun, outcomes, strict=True) if ok]
+        if finished:
+            self._finish_cancels(finished)
+        return len(finished)
+
+    @retry_on_deadlock
+    def _finish_cancels(self, begun: Sequence[Order]) -> None:
+        """Step (3) for a batch: each still-begun order CANCELLED with its event, together."""
+        now = self._clock()
+        with self._db.transaction() as connection:
+            orders = OrderRepository(connection)
+            events = [
+                self._event(
+                    replace(order, status=CANCELLED, updated_at=now, expires_at=None),
+                    ORDER_CANCELLED,
+                )
+                for order in begun
+                if orders.finish_cancel(order.id, now)
+            ]
+            if events:  # none when a repeated cancel finished every one of them first
+                OutboxRepository(connection).add_each(events)
 
     @retry_on_deadlock
     def _begin_cancel(self, order_id: str, reason: str, principal: Principal | None) -> Order:

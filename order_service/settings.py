@@ -34,6 +34,9 @@ class OrderSettings(CommonSettings):
     # How long a PENDING order holds its stock unpaid (its expiresAt): at least a second (the
     # demo's and tests' short timeouts), at most 30 days (stock held longer is stock lost).
     order_payment_timeout_s: int = Field(default=DEFAULT_PAYMENT_TIMEOUT_S, ge=1, le=30 * 86400)
+    # How often the worker cancels the PENDING orders whose expiresAt has passed: the lag from
+    # expiresAt to the cancel is about this, plus a round's own time.
+    order_expiry_interval_s: float = Field(default=0.5, ge=0.25, le=60)
     # The most unpaid orders (PENDING or being placed) one user may have; 0 turns the cap off.
     max_pending_orders: int = Field(default=DEFAULT_MAX_PENDING_ORDERS, ge=0, le=1_000_000)
     relay_batch_size: int = Field(default=10, ge=1, le=10)  # SendMessageBatch takes 10 at most

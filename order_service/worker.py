@@ -1,5 +1,5 @@
 """`python -m order_service worker`: the outbox relay, plus upkeep: the repair of lost
-attempts, the end of cancels left unfinished, and pruning.
+attempts, the end of cancels left unfinished, the payment timeout's expiry, and pruning.
 
 Several relay threads (and any number of worker replicas) claim disjoint batches with
 SKIP LOCKED. A thread that finds a full batch goes straight on; an idle one sleeps briefly; one
@@ -27,15 +27,21 @@ from common.logs import configure_logging
 from order_service.app import event_queue, order_service
 from order_service.heartbeat import MAX_AGE_S, beat
 from order_service.outbox import OutboxRelay
-from order_service.service import OrderService
+from order_service.service import EXPIRY_BATCH, OrderService
 from order_service.settings import OrderSettings
 
 log = structlog.get_logger(__name__)
 _MAX_BACKOFF_S = 5.0
-_UPKEEP_TICK_S = 1.0
+# The upkeep loop's tick: the shortest schedule a step can have (the expiry's is shortest).
+_UPKEEP_TICK_S = 0.25
+# Repairing attempts and finishing cancels look for work older than seconds: once a second.
+_REPAIR_EVERY_S = 1.0
 _PRUNE_EVERY_S = 60.0
 # The most cancels the worker finishes in one round (one release call each).
 _CANCELS_PER_ROUND = 100
+# The most expiry batches one round runs back to back: a backlog is worked off at once, yet
+# the other upkeep steps still get their turn within a few seconds.
+_EXPIRY_BATCHES_PER_ROUND = 20
 
 
 class Worker:
@@ -53,8 +59,9 @@ class Worker:
         # When each relay thread last came round its loop; the heartbeat needs all of them.
         self._looped_at = [time.monotonic()] * settings.relay_threads
         self.upkeep = [
-            UpkeepStep("repair_attempts", _UPKEEP_TICK_S, self._repair_attempts),
-            UpkeepStep("finish_cancels", _UPKEEP_TICK_S, self._finish_cancels),
+            UpkeepStep("repair_attempts", _REPAIR_EVERY_S, self._repair_attempts),
+            UpkeepStep("finish_cancels", _REPAIR_EVERY_S, self._finish_cancels),
+            UpkeepStep("expire_orders", settings.order_expiry_interval_s, self._expire_orders),
             UpkeepStep("prune_outbox", _PRUNE_EVERY_S, self._prune_outbox),
             UpkeepStep("prune_failed_attempts", _PRUNE_EVERY_S, self._prune_failed_attempts),
         ]
@@ -108,6 +115,16 @@ class Worker:
         )
         if finished:
             log.info("cancels_finished", finished=finished)
+
+    def _expire_orders(self) -> None:
+        expired = 0
+        for _ in range(_EXPIRY_BATCHES_PER_ROUND):
+            cancelled = self._orders.expire_due_orders(limit=EXPIRY_BATCH)
+            expired += cancelled
+            if cancelled < EXPIRY_BATCH:
+                break
+        if expired:
+            log.info("orders_expired", cancelled=expired)
 
     def _prune_outbox(self) -> None:
         self._relay.prune(retention=timedelta(hours=self._settings.outbox_retention_hours))

@@ -70,14 +70,22 @@ def up() -> None:
     show_default=True,
     help="Seconds to wait at the end for the demo's order events.",
 )
+@click.option(
+    "--expiry-wait",
+    default=60.0,
+    show_default=True,
+    help="The longest the demo waits for its unpaid order to expire (else it says how).",
+)
 @ENDPOINT_OPTION
-def demo(events_timeout: float, endpoint: str | None) -> None:
+def demo(events_timeout: float, expiry_wait: float, endpoint: str | None) -> None:
     """Walk through the whole flow against a running system, printing every exchange.
 
     Registers a customer, logs in (customer and admin), adds products, searches, places an
     order with an Idempotency-Key twice (201, then 200 with the same order), pays it, places
     and cancels a second one, shows the stock moving, and prints each `order-events` message
-    as it arrives. It CONSUMES that queue while it runs.
+    as it arrives. A third order is left unpaid: when the system's ORDER_PAYMENT_TIMEOUT_S
+    is short (`ORDER_PAYMENT_TIMEOUT_S=10 make run`) the demo waits for the worker to cancel
+    it with reason payment_timeout. It CONSUMES that queue while it runs.
     """
     from shopctl.demo import run_demo
 
@@ -86,6 +94,7 @@ def demo(events_timeout: float, endpoint: str | None) -> None:
         QueueSettings.from_environment(endpoint),
         admin_credentials(),
         events_timeout_s=events_timeout,
+        expiry_wait_s=expiry_wait,
     )
 
 

@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -21,7 +22,10 @@ from shopctl.config import Endpoints, QueueSettings
 from shopctl.errors import ShopctlError, Unreachable
 from shopctl.formatting import format_event, short_id
 
-EXPECTED_EVENTS = ("order_created", "order_paid", "order_created", "order_cancelled")
+# An order left unpaid is waited for only when it expires within this; a system started with
+# the default 30-minute ORDER_PAYMENT_TIMEOUT_S is told how to show it instead.
+DEFAULT_EXPIRY_WAIT_S = 60.0
+SHORT_TIMEOUT_HINT = "ORDER_PAYMENT_TIMEOUT_S=10 make run"
 
 
 class DemoFailed(ShopctlError):
@@ -57,6 +61,8 @@ class EventWatcher:
     queue_url: str
     narrator: Narrator
     seen: list[tuple[str, str]] = field(default_factory=list)
+    # Each cancelled order's `reason`, as its order_cancelled event said it.
+    reasons: dict[str, str] = field(default_factory=dict)
     failure: BaseException | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _changed: threading.Condition = field(default_factory=threading.Condition)
@@ -72,10 +78,11 @@ class EventWatcher:
                 events = queues.receive(self.client, self.queue_url, wait_s=1)
                 for event in events:
                     self.narrator.event(format_event(event.body, event.attributes))
+                    order_id = str(event.body.get("orderId"))
                     with self._changed:
-                        self.seen.append(
-                            (str(event.body.get("orderId")), str(event.body.get("eventType")))
-                        )
+                        self.seen.append((order_id, str(event.body.get("eventType"))))
+                        if "reason" in event.body:
+                            self.reasons[order_id] = str(event.body["reason"])
                         self._changed.notify_all()
                 queues.delete(self.client, self.queue_url, events)
         except Exception as exc:
@@ -107,6 +114,9 @@ class Demo:
     narrator: Narrator
     api: ShopApi
     suffix: str = field(default_factory=lambda: secrets.token_hex(3))
+    # Set by the walk-through for the unpaid order that follows it.
+    customer_token: str = ""
+    desk: str = ""
 
     def expect(self, answer: Answer, status: int, what: str) -> Answer:
         if answer.status != status:
@@ -132,6 +142,7 @@ def run_demo(
     admin: tuple[str, str] | None,
     *,
     events_timeout_s: float = 30.0,
+    expiry_wait_s: float = DEFAULT_EXPIRY_WAIT_S,
 ) -> None:
     narrator = Narrator()
     _require_services(endpoints)
@@ -154,9 +165,16 @@ def run_demo(
     watcher.start()
     api = ShopApi(show=narrator.say)
     try:
-        wanted = _walk_through(Demo(endpoints, admin, narrator, api))
-        narrator.step(f"Wait for the order events (up to {events_timeout_s:.0f} s)")
-        missing = watcher.wait_for(wanted, events_timeout_s)
+        demo = Demo(endpoints, admin, narrator, api)
+        wanted = _walk_through(demo)
+        expiring = _leave_an_order_unpaid(demo, expiry_wait_s)
+        wait_s = events_timeout_s
+        if expiring is not None:
+            order_id, expires_in_s = expiring
+            wanted += [(order_id, "order_created"), (order_id, "order_cancelled")]
+            wait_s += expires_in_s
+        narrator.step(f"Wait for the order events (up to {wait_s:.0f} s)")
+        missing = watcher.wait_for(wanted, wait_s)
         if watcher.failure:
             raise watcher.failure
         if missing:
@@ -166,6 +184,8 @@ def run_demo(
                 "(is the order worker running? try `shopctl outbox status`)"
             )
         narrator.say(f"  all {len(wanted)} events arrived.")
+        if expiring is not None:
+            _check_expired(demo, watcher, expiring[0])
     finally:
         watcher.stop()
         api.close()
@@ -184,10 +204,28 @@ def _walk_through(demo: Demo) -> list[tuple[str, str]]:
         "email": f"demo-{demo.suffix}@example.com",
         "password": f"demo-password-{demo.suffix}",
     }
-    demo.call("Register a customer", 201, "POST", f"{users}/api/v1/users", body=customer)
+    registered = demo.call(
+        "Register a customer", 201, "POST", f"{users}/api/v1/users", body=customer
+    )
     login = {"username": customer["username"], "password": customer["password"]}
     token = demo.call("Log in as the customer", 200, "POST", f"{users}/api/v1/login", body=login)
     customer_token = str(token.field("accessToken"))
+    demo.customer_token = customer_token
+    address = demo.call(
+        "The customer adds a shipping address to their address book",
+        201,
+        "POST",
+        f"{users}/api/v1/users/{registered.field('id')}/addresses",
+        token=customer_token,
+        body={
+            "label": "Home",
+            "recipient": "Demo Customer",
+            "line1": "1 Example Street",
+            "city": "Lisbon",
+            "postalCode": "1000-001",
+            "country": "PT",
+        },
+    )
     admin_login = {"username": demo.admin[0], "password": demo.admin[1]}
     admin = demo.call("Log in as the admin", 200, "POST", f"{users}/api/v1/login", body=admin_login)
     admin_token = str(admin.field("accessToken"))
@@ -213,6 +251,7 @@ def _walk_through(demo: Demo) -> list[tuple[str, str]]:
         )
         product_ids.append(str(created.field("id")))
     desk, lamp = product_ids
+    demo.desk = desk
     demo.call(
         "Anyone searches the catalog",
         200,
@@ -222,10 +261,11 @@ def _walk_through(demo: Demo) -> list[tuple[str, str]]:
 
     key = f"demo-{demo.suffix}-first"
     first_order = {
-        "items": [{"productId": desk, "quantity": 2}, {"productId": lamp, "quantity": 1}]
+        "items": [{"productId": desk, "quantity": 2}, {"productId": lamp, "quantity": 1}],
+        "shippingAddressId": address.field("id"),
     }
     placed = demo.call(
-        "The customer places an order (with an Idempotency-Key)",
+        "The customer places an order to that address (with an Idempotency-Key)",
         201,
         "POST",
         f"{orders}/api/v1/orders",
@@ -280,6 +320,48 @@ def _walk_through(demo: Demo) -> list[tuple[str, str]]:
         (cancelled_id, "order_created"),
         (cancelled_id, "order_cancelled"),
     ]
+
+
+def _leave_an_order_unpaid(demo: Demo, expiry_wait_s: float) -> tuple[str, float] | None:
+    """Places an order nobody pays. Returns its id and the seconds until its expiresAt when
+    the running system's payment timeout is short enough to wait for; otherwise says how to
+    start a system that shows it, and returns None."""
+    placed = demo.call(
+        "The customer places a third order and never pays it",
+        201,
+        "POST",
+        f"{demo.endpoints.order}/api/v1/orders",
+        token=demo.customer_token,
+        body={"items": [{"productId": demo.desk, "quantity": 1}]},
+    )
+    expires_at = datetime.fromisoformat(str(placed.field("expiresAt")).replace("Z", "+00:00"))
+    expires_in_s = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
+    if expires_in_s > expiry_wait_s:
+        demo.narrator.say(
+            f"  it expires at {placed.field('expiresAt')}, in {expires_in_s:.0f} s: too long "
+            f"to wait for here. To see the worker cancel it with reason payment_timeout, start "
+            f"the system with a short timeout (`{SHORT_TIMEOUT_HINT}`) and run the demo again."
+        )
+        return None
+    demo.narrator.say(
+        f"  it expires at {placed.field('expiresAt')} (in {expires_in_s:.0f} s); then the "
+        "worker cancels it as if by its owner, and its stock comes back."
+    )
+    return str(placed.field("id")), expires_in_s
+
+
+def _check_expired(demo: Demo, watcher: EventWatcher, order_id: str) -> None:
+    reason = watcher.reasons.get(order_id)
+    if reason != "payment_timeout":
+        raise DemoFailed(f"the unpaid order was cancelled with reason {reason!r}")
+    demo.call(
+        "The unpaid order, after its expiresAt: CANCELLED, cancelReason payment_timeout",
+        200,
+        "GET",
+        f"{demo.endpoints.order}/api/v1/orders/{order_id}",
+        token=demo.customer_token,
+    )
+    _show_stock(demo, "Stock after the expiry", {"desk": (demo.desk, 10)})
 
 
 def _show_stock(demo: Demo, title: str, products: dict[str, tuple[str, int]]) -> None:

@@ -117,6 +117,8 @@ def format_event(body: Mapping[str, Any], attributes: Mapping[str, str] | None =
     ]
     if item_text:
         parts.append(f"items [{item_text}]")
+    if body.get("reason"):
+        parts.append(f"reason {body['reason']}")
     if attributes.get("requestId"):
         parts.append(f"request {attributes['requestId']}")
     parts.append(f"event {short_id(body.get('eventId'))}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from bench.__main__ import parse_arguments
+from bench.events import expiry_lags_ms
 from bench.load import LoadResult
 from bench.report import (
     batch_line,
@@ -50,6 +53,8 @@ def test_table_lists_every_status_but_201_as_an_error():
         "cpu_ms_per_order": 3.5,
         "relay_lag_p50_ms": 40,
         "relay_lag_p99_ms": 300,
+        "expiry_lag_p50_ms": 600,
+        "expiry_lag_p99_ms": 1100,
         "db_limit_orders_per_s": 1300.0,
         "ratio_to_db_limit": 0.394,
         "status_counts": {"201": 100, "409": 3, "503": 1},
@@ -57,7 +62,8 @@ def test_table_lists_every_status_but_201_as_an_error():
     lines = table([run]).splitlines()
     assert lines[0].startswith("| conc | orders/s |")
     assert lines[2] == (
-        "| 32 | 512 | 40.0 | 80.0 | 120.0 | 3.50 | 40 | 300 | 1300 | 0.39 | 409 x3, 503 x1 |"
+        "| 32 | 512 | 40.0 | 80.0 | 120.0 | 3.50 | 40 | 300 | 600 | 1100 | 1300 | 0.39 "
+        "| 409 x3, 503 x1 |"
     )
 
 
@@ -118,3 +124,45 @@ def test_batch_sizes_are_calls_per_batch_between_two_readings():
     assert batch_line({"concurrency": 32, "mean_batch_size": {"reservations": 5.0}}) == (
         "calls per batch at 32: reservations 5.00"
     )
+
+
+def test_the_expiry_lag_runs_from_the_created_events_expires_at_to_the_cancel_on_the_queue():
+    due = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+    events: list[dict[str, Any]] = [
+        {
+            "eventId": "c1",
+            "eventType": "order_created",
+            "orderId": "o1",
+            "expiresAt": "2026-01-01T12:00:00Z",
+        },
+        {
+            "eventId": "x1",
+            "eventType": "order_cancelled",
+            "orderId": "o1",
+            "reason": "payment_timeout",
+            "expiresAt": None,
+        },
+        # Cancelled by its customer: no expiry lag.
+        {
+            "eventId": "c2",
+            "eventType": "order_created",
+            "orderId": "o2",
+            "expiresAt": "2026-01-01T12:00:00Z",
+        },
+        {"eventId": "x2", "eventType": "order_cancelled", "orderId": "o2", "reason": "customer"},
+        # Due outside the window asked about.
+        {
+            "eventId": "c3",
+            "eventType": "order_created",
+            "orderId": "o3",
+            "expiresAt": "2026-01-01T13:00:00Z",
+        },
+        {
+            "eventId": "x3",
+            "eventType": "order_cancelled",
+            "orderId": "o3",
+            "reason": "payment_timeout",
+        },
+    ]
+    queued_at = {"x1": due + 0.75, "x2": due + 0.1, "x3": due + 3600.2}
+    assert expiry_lags_ms(events, queued_at, due - 1, due + 60) == [750.0]

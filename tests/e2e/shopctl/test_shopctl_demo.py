@@ -21,7 +21,11 @@ def demo_system(order_stack, user_service, product_service, local_sqs):
     queue = f"demo-{uuid.uuid4().hex[:10]}"
     client = local_sqs.client()
     queue_url = client.create_queue(QueueName=queue)["QueueUrl"]
-    env = order_stack.environment(product_service.url, ORDER_EVENTS_QUEUE=queue)
+    # A short payment timeout, as `ORDER_PAYMENT_TIMEOUT_S=5 make run` would have: the demo
+    # waits for its unpaid order to expire.
+    env = order_stack.environment(
+        product_service.url, ORDER_EVENTS_QUEUE=queue, ORDER_PAYMENT_TIMEOUT_S="5"
+    )
     orders = order_stack.service(env, name=f"order_service_{queue}")
     worker = order_stack.worker(env, name=f"order_worker_{queue}")
     yield {
@@ -71,7 +75,13 @@ def test_demo_walks_the_whole_flow_and_shows_the_events(demo_system, tmp_path):
     assert len(events) >= 4
     for kind in ("order_created", "order_paid", "order_cancelled"):
         assert any(kind in line for line in events), kind
-    assert "all 4 events arrived" in out
+    # The order with a shipping address from the customer's address book.
+    assert re.search(r"/addresses\n.*?← 201", out, re.S)
+    assert '"shippingAddress": {' in out
+    # The unpaid order expires: the worker cancels it with reason payment_timeout.
+    assert any("order_cancelled" in line and "reason payment_timeout" in line for line in events)
+    assert '"cancelReason": "payment_timeout"' in out
+    assert "all 6 events arrived" in out
     assert "Demo complete." in out
 
 

@@ -108,6 +108,13 @@ OTHER_CUSTOMER = Principal(new_id(), "customer")
 ADMIN = Principal(new_id(), "admin")
 
 
+@pytest.fixture
+def mysql_only(database_backend) -> None:
+    """Row locks, SKIP LOCKED and killing a connection from another one need MySQL."""
+    if database_backend != "mysql":
+        pytest.skip("needs MySQL")
+
+
 @pytest.fixture(scope="session")
 def product_db(databases) -> Database:
     url = databases.create("order_products")

@@ -38,12 +38,6 @@ def event_types(order_db: Database, order_id: str) -> list[str]:
     return [event["eventType"] for event in events_of(order_db, order_id)]
 
 
-@pytest.fixture
-def mysql_only(database_backend) -> None:
-    if database_backend != "mysql":
-        pytest.skip("killing a connection from another one needs MySQL")
-
-
 def test_a_cancel_names_its_reason_on_the_order_and_in_its_event(orders, pending, order_db):
     by_customer, _ = pending()
     by_admin, _ = pending()
