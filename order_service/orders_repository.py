@@ -134,6 +134,14 @@ _ITEMS_OF_ORDERS = (
 )
 
 
+# The index whose (prefix, id) order a page reads backwards, by (user filter, status filter).
+_PAGE_INDEX = {
+    (True, False): "ix_orders_user_id",
+    (True, True): "ix_orders_user_id",
+    (False, True): "ix_orders_status_id",
+}
+
+
 class OrderRepository:
     def __init__(self, connection: Connection) -> None:
         self._db = connection
@@ -191,6 +199,11 @@ class OrderRepository:
         if before_id is not None:
             conditions.append(orders.c.id < before_id)
         query = sa.select(orders).where(*conditions).order_by(orders.c.id.desc()).limit(limit)
+        index = _PAGE_INDEX.get((where.user_id is not None, where.status is not None))
+        if index is not None:
+            # Named, not left to statistics: with few orders of a status MariaDB preferred
+            # ix_orders_cancel_begun (also led by status) and then sorted the whole status.
+            query = query.with_hint(orders, f"FORCE INDEX ({index})", dialect_name="mysql")
         return self._with_items(self._db.execute(query).all())
 
     def set_status(self, order_id: str, status: str, now: datetime) -> None:
