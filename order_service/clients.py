@@ -32,6 +32,8 @@ _MAX_REMEMBERED_USERS = 100_000
 UNKNOWN_PRODUCTS = "Some items name products that do not exist."
 # The product service's bounds on one batch of reservations.
 MAX_BATCH_RESERVATIONS, MAX_BATCH_ITEMS = 64, 100
+# ... and on one batch of releases.
+MAX_BATCH_RELEASES = 200
 # order_items.name's width, the product service's own bound on a name.
 MAX_PRODUCT_NAME_CHARS = 200
 
@@ -65,6 +67,10 @@ class ProductCatalog(Protocol):
 
     def release(self, reservation_id: str) -> None:
         """Idempotent; releasing a reservation that never arrived is allowed."""
+        ...
+
+    def release_each(self, reservation_ids: Sequence[str]) -> None:
+        """`release` for each, at most MAX_BATCH_RELEASES, in one call: all or none answered."""
         ...
 
 
@@ -258,6 +264,22 @@ class HttpProductCatalog:
             f"/api/v1/reservations/{reservation_id}/release",
             idempotent=True,
         )
+        _raise_unless_ok(answer, self._products.dependency_name)
+
+    def release_each(self, reservation_ids: Sequence[str]) -> None:
+        answer = authorised_request(
+            self._products,
+            self._token,
+            "POST",
+            "/api/v1/reservations/release",
+            json={"reservationIds": list(reservation_ids)},
+            idempotent=True,
+        )
+        if answer.status_code in (404, 405):
+            # A product service older than this one (a rolling upgrade): one call each.
+            for reservation_id in reservation_ids:
+                self.release(reservation_id)
+            return
         _raise_unless_ok(answer, self._products.dependency_name)
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -46,7 +44,13 @@ from order_service.attempt_journal import (
     AttemptRepository,
     OrderAttempt,
 )
-from order_service.clients import ProductCatalog, ReservationLine, UserDirectory, UserProfile
+from order_service.clients import (
+    MAX_BATCH_RELEASES,
+    ProductCatalog,
+    ReservationLine,
+    UserDirectory,
+    UserProfile,
+)
 from order_service.orders_repository import (
     ADMIN_CANCEL,
     CANCELLED,
@@ -76,10 +80,9 @@ GROUP_COMMIT_MAX = 16
 # bounded memory, forgetting one only costs an insert that finds it.
 _MAX_COUNTED_USERS = 100_000
 DEFAULT_PAYMENT_TIMEOUT_S = 1800
-# The most expired orders one round cancels together, and the releases it has out at once
-# (each is one short call; a few in parallel keep a round well under a second at 200).
-EXPIRY_BATCH = 200
-EXPIRY_RELEASE_THREADS = 8
+# The most expired orders one round cancels together: their releases are one call to the
+# product service (its bound on one batch of releases).
+EXPIRY_BATCH = MAX_BATCH_RELEASES
 DEFAULT_MAX_PENDING_ORDERS = 100
 
 
@@ -418,47 +421,36 @@ class OrderService:
 
     def finish_begun_cancels(self, *, begun_before_s: float, limit: int = 100) -> int:
         """The worker's part: cancels begun at least `begun_before_s` ago and not finished (a
-        release that failed, a process that died) are carried on, at most `limit` a round.
-        Returns how many it finished; stops at the first release that fails."""
+        release that failed, a process that died) are carried on, at most `limit` a round:
+        their releases in one call, then all finished in one transaction. Returns how many;
+        raises, finishing none, when the release call fails."""
         cutoff = self._clock() - timedelta(seconds=begun_before_s)
         with self._db.transaction() as connection:
-            begun = OrderRepository(connection).cancels_begun_before(cutoff, limit)
-        for order in begun:
-            self._catalog.release(order.reservation_id)
-            self._finish_cancel(order)
+            begun = OrderRepository(connection).cancels_begun_before(
+                cutoff, min(limit, MAX_BATCH_RELEASES)
+            )
+        if begun:
+            self._catalog.release_each([order.reservation_id for order in begun])
+            self._finish_cancels(begun)
         return len(begun)
 
     def expire_due_orders(self, *, limit: int = EXPIRY_BATCH) -> int:
         """The worker's payment timeout, one batch: the cancels of up to `limit` PENDING orders
         past their expiresAt begin in one transaction (reason `payment_timeout`), their
-        reservations are released a few at a time in parallel, and those released finish in
-        one transaction. A release that fails leaves its cancel begun (and the batch's releases
-        not yet sent), for `finish_begun_cancels`. Returns how many orders were cancelled."""
+        reservations are released in one call, and they finish in one transaction. A release
+        that fails leaves the cancels begun, for `finish_begun_cancels`. Returns how many
+        orders were cancelled."""
         with self._db.transaction() as connection:
             begun = OrderRepository(connection).begin_expiries(self._clock(), limit)
         if not begun:
             return 0
-        # After the first failure the rest are not tried: a product service that is down would
-        # otherwise hold the round (and the worker's upkeep) for a call timeout per order.
-        failed = threading.Event()
-
-        def released(order: Order) -> bool:
-            if failed.is_set():
-                return False
-            try:
-                self._catalog.release(order.reservation_id)
-            except Exception:
-                failed.set()
-                log.warning("expiry_left_for_the_worker", order_id=order.id, exc_info=True)
-                return False
-            return True
-
-        with ThreadPoolExecutor(max_workers=EXPIRY_RELEASE_THREADS) as pool:
-            outcomes = list(pool.map(released, begun))
-        finished = [order for order, ok in zip(begun, outcomes, strict=True) if ok]
-        if finished:
-            self._finish_cancels(finished)
-        return len(finished)
+        try:
+            self._catalog.release_each([order.reservation_id for order in begun])
+        except Exception:
+            log.warning("expiry_left_for_the_worker", orders=len(begun), exc_info=True)
+            return 0
+        self._finish_cancels(begun)
+        return len(begun)
 
     @retry_on_deadlock
     def _finish_cancels(self, begun: Sequence[Order]) -> None:

@@ -47,6 +47,8 @@ ProductId = Annotated[str, StringConstraints(min_length=36, max_length=36)]
 MAX_IDS = 100
 MAX_RESERVATION_ITEMS = 100
 MAX_BATCH_RESERVATIONS = 64
+# The most reservations one release request gives back (the order service's expiry round).
+MAX_BATCH_RELEASES = 200
 
 
 class NewProduct(BaseModel):
@@ -136,6 +138,22 @@ class ReserveBatch(BaseModel):
 
     def requests(self) -> list[tuple[str, list[tuple[str, int]]]]:
         return [(r.reservationId, r.item_pairs()) for r in self.reservations]
+
+
+class ReleaseBatch(BaseModel):
+    """Several reservations given back in one request, each exactly as its own release."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reservationIds: Annotated[  # noqa: N815
+        list[ReservationId], Field(min_length=1, max_length=MAX_BATCH_RELEASES)
+    ]
+
+    @field_validator("reservationIds")
+    @classmethod
+    def _distinct(cls, reservation_ids: list[str]) -> list[str]:
+        require_distinct(reservation_ids, "reservationId")
+        return reservation_ids
 
 
 class ProductListQuery(PageQuery):
@@ -317,6 +335,14 @@ def reserve_batch() -> Response:
     """What each reservation's own request would have answered, in request order."""
     outcomes = products().reserve_batch(json_body(ReserveBatch).requests())
     return jsonify({"results": [_batch_result(outcome) for outcome in outcomes]})
+
+
+@api.post("/api/v1/reservations/release")
+@require_roles(ADMIN, SERVICE)
+def release_batch() -> Response:
+    """Each reservation as its own release would answer it, in request order."""
+    released = products().release_reservations(json_body(ReleaseBatch).reservationIds)
+    return jsonify({"results": [reservation_json(reservation) for reservation in released]})
 
 
 @api.post("/api/v1/reservations/<reservation_id>/release")

@@ -304,11 +304,14 @@ class ProductRepository:
         return int(result.rowcount)
 
     def return_stock_of_each(self, quantities: dict[str, int]) -> None:
-        if not quantities:
-            return
-        self._db.execute(
-            _return_stock_statement(len(quantities)), _stock_change_parameters(quantities)
-        )
+        """In ascending id order, at most a reservation's item limit per statement, so only
+        that many statements are ever built (a batch of releases may name many products)."""
+        ordered = sorted(quantities)
+        for start in range(0, len(ordered), _MAX_PRODUCTS_PER_STATEMENT):
+            chunk = {
+                pid: quantities[pid] for pid in ordered[start : start + _MAX_PRODUCTS_PER_STATEMENT]
+            }
+            self._db.execute(_return_stock_statement(len(chunk)), _stock_change_parameters(chunk))
 
 
 class ReservationRepository:
@@ -346,6 +349,18 @@ class ReservationRepository:
             for row in self._db.execute(query, {"reservation_id": reservation_id})
         ]
 
+    def lines_of(
+        self, reservation_ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, list[ReservationLine]]:
+        """The lines of each reservation that has any, locked in (reservation, product) order."""
+        query = _LINES_OF_RESERVATIONS_FOR_UPDATE if for_update else _LINES_OF_RESERVATIONS
+        found: dict[str, list[ReservationLine]] = {}
+        for reservation_id, *line in self._db.execute(
+            query, {"reservation_ids": list(reservation_ids)}
+        ):
+            found.setdefault(reservation_id, []).append(ReservationLine(*line))
+        return found
+
     def line(
         self, reservation_id: str, product_id: str, *, for_update: bool = False
     ) -> ReservationLine | None:
@@ -372,6 +387,12 @@ class ReservationRepository:
                 {"of_reservation": reservation_id, "of_product": product_id, "now": now},
             )
 
+    def mark_released_each(self, reservation_ids: Sequence[str], now: datetime) -> None:
+        """Every held line of each of the reservations."""
+        self._db.execute(
+            _RELEASE_HELD_OF_EACH, {"reservation_ids": list(reservation_ids), "now": now}
+        )
+
     def delete_released_before(self, cutoff: datetime, limit: int) -> int:
         """Released lines (and release markers) last touched before `cutoff`, up to `limit`."""
         released_long_ago = sa.and_(
@@ -381,6 +402,8 @@ class ReservationRepository:
 
 
 # The statements every reservation and release runs, built once (see _lock_stock_statement).
+# A reservation's item limit (the API's): the most products one stock statement names.
+_MAX_PRODUCTS_PER_STATEMENT = 100
 _INSERT_RESERVATION_LINE = reservations.insert()
 _RESERVATION_LINES = (
     sa.select(
@@ -394,10 +417,31 @@ _RESERVATION_LINES = (
     .order_by(reservations.c.product_id)
 )
 _RESERVATION_LINES_FOR_UPDATE = _RESERVATION_LINES.with_for_update()
+_LINES_OF_RESERVATIONS = (
+    sa.select(
+        reservations.c.reservation_id,
+        reservations.c.product_id,
+        reservations.c.quantity,
+        reservations.c.state,
+        reservations.c.price,
+        reservations.c.name,
+    )
+    .where(reservations.c.reservation_id.in_(sa.bindparam("reservation_ids", expanding=True)))
+    .order_by(reservations.c.reservation_id, reservations.c.product_id)
+)
+_LINES_OF_RESERVATIONS_FOR_UPDATE = _LINES_OF_RESERVATIONS.with_for_update()
 _RELEASE_HELD = (
     reservations.update()
     .where(
         reservations.c.reservation_id == sa.bindparam("of_reservation"),
+        reservations.c.state == HELD,
+    )
+    .values(state=RELEASED, updated_at=sa.bindparam("now"))
+)
+_RELEASE_HELD_OF_EACH = (
+    reservations.update()
+    .where(
+        reservations.c.reservation_id.in_(sa.bindparam("reservation_ids", expanding=True)),
         reservations.c.state == HELD,
     )
     .values(state=RELEASED, updated_at=sa.bindparam("now"))

@@ -344,6 +344,36 @@ class ProductService:
             return self.release_reservation(reservation_id)
         return Reservation(reservation_id, RELEASED, _product_lines(lines))
 
+    @retry_on_deadlock
+    def release_reservations(self, reservation_ids: Sequence[str]) -> list[Reservation]:
+        """Several releases in one transaction (one lock of their lines, one update of their
+        state and one of the stock), each answered as `release_reservation` answers it alone,
+        in request order. If one of them is being reserved at this moment, each goes alone."""
+        try:
+            with self._db.transaction() as connection:
+                reservations = ReservationRepository(connection)
+                lines_of = reservations.lines_of(reservation_ids, for_update=True)
+                now = self._clock()
+                unknown = [rid for rid in reservation_ids if rid not in lines_of]
+                if unknown:
+                    reservations.add_each({rid: [_batch_marker(RELEASED)] for rid in unknown}, now)
+                held = {
+                    rid: [line for line in _product_lines(lines) if line.state == HELD]
+                    for rid, lines in lines_of.items()
+                }
+                holding = [rid for rid, lines in held.items() if lines]
+                if holding:
+                    reservations.mark_released_each(holding, now)
+                    ProductRepository(connection).return_stock_of_each(
+                        _total_quantities(held.values())
+                    )
+        except IntegrityError:
+            return [self.release_reservation(rid) for rid in reservation_ids]
+        return [
+            Reservation(rid, RELEASED, _product_lines(lines_of.get(rid, [])))
+            for rid in reservation_ids
+        ]
+
 
 class _StockMoved(Exception):
     """The stock update did not match the rows it had locked; the batch is not trusted."""

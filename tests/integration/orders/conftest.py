@@ -63,6 +63,10 @@ class ProductServiceCatalog:
         self._call("release")
         self.products.release_reservation(reservation_id)
 
+    def release_each(self, reservation_ids: Sequence[str]) -> None:
+        self._call("release")
+        self.products.release_reservations(reservation_ids)
+
 
 class KnownUsers:
     """The user directory port, answered from memory as the user service would: each user's

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from common.db import utcnow
 from common.errors import Conflict
-from order_service.service import EXPIRY_RELEASE_THREADS, OrderService
+from order_service.service import OrderService
 from order_service.settings import OrderSettings
 from order_service.tables import orders as orders_table
 from order_service.worker import Worker
@@ -233,32 +233,39 @@ def test_two_workers_expiring_at_once_cancel_each_order_once(
 
 
 class CountedReleases(ProductServiceCatalog):
+    """Counts the calls that release stock, one reservation or many."""
+
     def __init__(self, inner: ProductServiceCatalog) -> None:
         super().__init__(inner.products)
-        self.releases = 0
-        self._lock = threading.Lock()
+        self.calls = 0
 
     def release(self, reservation_id: str) -> None:
-        with self._lock:
-            self.releases += 1
+        self.calls += 1
         super().release(reservation_id)
 
+    def release_each(self, reservation_ids: Sequence[str]) -> None:
+        self.calls += 1
+        super().release_each(reservation_ids)
 
-def test_a_product_service_that_is_down_costs_a_round_a_few_calls_not_one_per_order(
+
+def test_a_round_releases_its_orders_in_one_call_and_a_product_service_down_costs_one(
     order_db, placing, catalog, users, new_product
 ):
-    product = new_product(stock=40)
-    order_ids = [placing.place_order(order_of((product, 1)), CUSTOMER).order.id for _ in range(40)]
+    product = new_product(stock=80)
+    order_ids = [placing.place_order(order_of((product, 1)), CUSTOMER).order.id for _ in range(80)]
     counted = CountedReleases(catalog)
     counted.down.add("release")
     expiring = OrderService(order_db, counted, users, clock=later(3600), max_pending_orders=0)
 
-    assert expiring.expire_due_orders(limit=200) == 0
-    assert counted.releases <= EXPIRY_RELEASE_THREADS
-    assert {placing.get_order(o, CUSTOMER).cancel_reason for o in order_ids} == {"payment_timeout"}
+    assert expiring.expire_due_orders(limit=40) == 0
+    assert counted.calls == 1
+    reasons = [placing.get_order(o, CUSTOMER).cancel_reason for o in order_ids]
+    assert (reasons.count("payment_timeout"), reasons.count(None)) == (40, 40)
 
     counted.down.clear()
+    assert expiring.expire_due_orders(limit=200) == 40
+    assert counted.calls == 2
     while expiring.finish_begun_cancels(begun_before_s=0):
         pass
     assert {placing.get_order(o, CUSTOMER).status for o in order_ids} == {"CANCELLED"}
-    assert stock_of(catalog, product) == 40
+    assert stock_of(catalog, product) == 80

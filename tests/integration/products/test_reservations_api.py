@@ -536,3 +536,77 @@ class TestReleaseMany:
         reserve_items(client, rid, [(product, 1)])
         assert_problem(release_reservation(client, rid, headers), status)
         assert stock_of(client, product) == 4
+
+
+def release_batch(client, reservation_ids: list[str], headers=SERVICE):
+    return client.post(
+        "/api/v1/reservations/release", json={"reservationIds": reservation_ids}, headers=headers
+    )
+
+
+class TestReleaseBatch:
+    def test_each_is_answered_as_its_own_release_and_the_stock_comes_back_once(
+        self, client, create_product
+    ):
+        a, b = create_product(stock=10)["id"], create_product(stock=10)["id"]
+        both, only_a, by_item = (new_reservation_id() for _ in range(3))
+        reserve_items(client, both, [(a, 2), (b, 3)])
+        reserve_batch(client, [(only_a, [(a, 1)])])
+        reserve(client, b, by_item, 4)
+        never = new_reservation_id()
+        ids = [both, never, only_a, by_item]
+
+        response = release_batch(client, ids)
+
+        assert response.status_code == 200
+        results = response.get_json()["results"]
+        assert [r["reservationId"] for r in results] == ids
+        assert {r["state"] for r in results} == {"released"}
+        for rid, result in zip(ids, results, strict=True):
+            alone = release_reservation(client, rid)  # now a repeat: the same answer, no stock
+            assert alone.get_json() == result
+        assert (stock_of(client, a), stock_of(client, b)) == (10, 10)
+        assert release_batch(client, ids).get_json()["results"] == results
+        assert (stock_of(client, a), stock_of(client, b)) == (10, 10)
+
+    def test_an_id_that_held_nothing_is_remembered(self, client, create_product):
+        product = create_product(stock=5)["id"]
+        held, never = new_reservation_id(), new_reservation_id()
+        reserve_items(client, held, [(product, 2)])
+        release_batch(client, [held, never])
+        assert_problem(reserve_items(client, never, [(product, 1)]), 409)
+        assert_problem(reserve_items(client, held, [(product, 2)]), 409)
+        assert stock_of(client, product) == 5
+
+    def test_many_products_over_the_statement_bound_all_come_back(self, client, create_product):
+        products = [create_product(stock=3)["id"] for _ in range(120)]
+        ids = []
+        for start in range(0, 120, 60):
+            rid = new_reservation_id()
+            reserve_items(client, rid, [(p, 1) for p in products[start : start + 60]])
+            ids.append(rid)
+        assert release_batch(client, ids).status_code == 200
+        assert {stock_of(client, p) for p in products} == {3}
+
+    @pytest.mark.parametrize(
+        "reservation_ids",
+        [[], ["same", "same"], ["has space"], ["x" * 65], [f"r{n}" for n in range(201)]],
+    )
+    def test_invalid_batches_are_422_and_release_nothing(
+        self, client, create_product, reservation_ids
+    ):
+        product = create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        reserve_items(client, rid, [(product, 1)])
+        # The valid id of a held reservation goes in each invalid batch (but the empty one).
+        batch = [rid, *reservation_ids] if reservation_ids else []
+        assert_problem(release_batch(client, batch), 422)
+        assert stock_of(client, product) == 4
+
+    @pytest.mark.parametrize(("headers", "status"), [({}, 401), (CUSTOMER, 403)])
+    def test_customers_and_anonymous_may_not(self, client, create_product, headers, status):
+        product = create_product(stock=5)["id"]
+        rid = new_reservation_id()
+        reserve_items(client, rid, [(product, 1)])
+        assert_problem(release_batch(client, [rid], headers), status)
+        assert stock_of(client, product) == 4
