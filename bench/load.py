@@ -46,7 +46,8 @@ async def closed_loop(
     duration_s: float,
     seed: int = 7,
 ) -> LoadResult:
-    """Each of `concurrency` tasks sends its next order as soon as the previous one answers."""
+    """Each of `concurrency` tasks sends its next order as soon as the previous one answers,
+    each order as the next of `shoppers` in turn."""
     result = LoadResult(concurrency, duration_s)
     sequence = itertools.count(1)
     deadline = time.monotonic() + duration_s
@@ -56,11 +57,15 @@ async def closed_loop(
 
         async def shopper_loop(index: int) -> None:
             rng = random.Random(seed + index)
-            shopper = shoppers[index % len(shoppers)]
-            headers = {"Authorization": f"Bearer {shopper.token}"}
             while time.monotonic() < deadline:
+                number = next(sequence)
+                # Each order is the next customer's: the unpaid orders (most of them, until
+                # they expire) spread over every customer, as a shop's many customers' do,
+                # instead of piling up on one per client against MAX_PENDING_ORDERS.
+                shopper = shoppers[number % len(shoppers)]
+                headers = {"Authorization": f"Bearer {shopper.token}"}
                 await _place_and_follow_up(
-                    session, order_url, headers, rng, product_ids, next(sequence), result
+                    session, order_url, headers, rng, product_ids, number, result
                 )
 
         await asyncio.gather(*(shopper_loop(i) for i in range(concurrency)))

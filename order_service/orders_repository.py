@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -125,6 +126,21 @@ _FINISH_CANCEL = (
     )
     .values(status=CANCELLED, updated_at=sa.bindparam("now"), expires_at=None)
 )
+_BEGUN_CANCELS_FOR_UPDATE = (
+    sa.select(orders.c.id, orders.c.user_id)
+    .where(
+        orders.c.id.in_(sa.bindparam("order_ids", expanding=True)),
+        orders.c.status == PENDING,
+        orders.c.cancel_reason.is_not(None),
+    )
+    .order_by(orders.c.id)
+    .with_for_update()
+)
+_CANCEL_EACH = (
+    orders.update()
+    .where(orders.c.id.in_(sa.bindparam("order_ids", expanding=True)))
+    .values(status=CANCELLED, updated_at=sa.bindparam("now"), expires_at=None)
+)
 _ORDER_BY_ID = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
 _ORDER_BY_ID_FOR_UPDATE = _ORDER_BY_ID.with_for_update()
 _ITEMS_OF_ORDERS = (
@@ -229,13 +245,24 @@ class OrderRepository:
         PendingOrders(self._db).free_slot_of_order(order_id)
         return True
 
+    def finish_cancels(self, order_ids: Sequence[str], now: datetime) -> list[str]:
+        """`finish_cancel` for a batch in three statements (lock those still begun, mark them
+        CANCELLED, free their owners' unpaid slots); returns the ids it finished."""
+        begun = self._db.execute(_BEGUN_CANCELS_FOR_UPDATE, {"order_ids": list(order_ids)}).all()
+        if not begun:
+            return []
+        finished = [row.id for row in begun]
+        self._db.execute(_CANCEL_EACH, {"order_ids": finished, "now": now})
+        PendingOrders(self._db).free_slots(Counter(row.user_id for row in begun))
+        return finished
+
     def begin_expiries(self, now: datetime, limit: int) -> list[Order]:
         """Begins the payment-timeout cancel of up to `limit` PENDING orders due by `now` (the
         oldest first) and returns them. The rows are claimed FOR UPDATE SKIP LOCKED, so another
         replica's round takes other orders, and a pay holding an order's lock wins it (the
-        order is no longer due once paid); the UPDATE repeats every condition of the claim."""
+        order is no longer due once paid). Three statements: claim, mark, read the items."""
         due = (
-            sa.select(orders.c.id)
+            sa.select(orders)
             .where(
                 orders.c.expires_at <= now,
                 orders.c.status == PENDING,
@@ -245,22 +272,19 @@ class OrderRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        order_ids = list(self._db.execute(due).scalars())
-        if not order_ids:
+        claimed = self._db.execute(due).all()
+        if not claimed:
             return []
+        # Locked as read, so every one of them is still due and gets the reason.
         self._db.execute(
             orders.update()
-            .where(
-                orders.c.id.in_(order_ids),
-                orders.c.status == PENDING,
-                orders.c.cancel_reason.is_(None),
-            )
+            .where(orders.c.id.in_([row.id for row in claimed]))
             .values(cancel_reason=PAYMENT_TIMEOUT, updated_at=now)
         )
-        begun = self._with_items(
-            self._db.execute(sa.select(orders).where(orders.c.id.in_(order_ids))).all()
-        )
-        return [order for order in begun if order.cancel_reason == PAYMENT_TIMEOUT]
+        return [
+            replace(order, cancel_reason=PAYMENT_TIMEOUT, updated_at=now)
+            for order in self._with_items(claimed)
+        ]
 
     def cancels_begun_before(self, cutoff: datetime, limit: int) -> list[Order]:
         """PENDING orders whose cancel began before `cutoff` and has not finished."""

@@ -457,17 +457,19 @@ class OrderService:
         """Step (3) for a batch: each still-begun order CANCELLED with its event, together."""
         now = self._clock()
         with self._db.transaction() as connection:
-            orders = OrderRepository(connection)
-            events = [
-                self._event(
-                    replace(order, status=CANCELLED, updated_at=now, expires_at=None),
-                    ORDER_CANCELLED,
+            # None when a repeated cancel finished every one of them first.
+            finished = set(OrderRepository(connection).finish_cancels([o.id for o in begun], now))
+            if finished:
+                OutboxRepository(connection).add_each(
+                    [
+                        self._event(
+                            replace(order, status=CANCELLED, updated_at=now, expires_at=None),
+                            ORDER_CANCELLED,
+                        )
+                        for order in begun
+                        if order.id in finished
+                    ]
                 )
-                for order in begun
-                if orders.finish_cancel(order.id, now)
-            ]
-            if events:  # none when a repeated cancel finished every one of them first
-                OutboxRepository(connection).add_each(events)
 
     @retry_on_deadlock
     def _begin_cancel(self, order_id: str, reason: str, principal: Principal | None) -> Order:

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from common.auth import Principal
+from common.db import utcnow
 from common.errors import Conflict, ServiceUnavailable, Unprocessable
 from common.ids import new_id
 from order_service.pending_orders import PendingOrders, PendingOrdersCapReached
 from order_service.service import OrderService
+from order_service.tables import pending_orders
 from tests.integration.orders.conftest import ADMIN, held, order_of, statements_run, stock_of
 
 CAP = 5
@@ -89,6 +93,38 @@ def test_paying_or_cancelling_frees_a_slot(capped, buyer, new_product, order_db)
     capped.place_order(order_of((product, 1)), buyer)
     capped.place_order(order_of((product, 1)), buyer)
     assert unpaid(order_db, buyer.user_id) == CAP
+
+
+def test_an_expiry_round_frees_each_owner_exactly_their_orders_slots(
+    capped, buyer, catalog, users, new_product, order_db
+):
+    other = Principal(new_id(), "customer")
+    users.user_ids.add(other.user_id)
+    product = new_product(stock=20)
+    for principal, orders in ((buyer, 3), (other, 2)):
+        for _ in range(orders):
+            capped.place_order(order_of((product, 1)), principal)
+    paid = capped.place_order(order_of((product, 1)), other).order
+    capped.pay_order(paid.id, other)
+    with order_db.transaction() as connection:  # a count that drifted low stays at zero
+        connection.execute(
+            sa.update(pending_orders)
+            .where(pending_orders.c.user_id == other.user_id)
+            .values(count=1)
+        )
+    an_hour_later = OrderService(
+        order_db,
+        catalog,
+        users,
+        clock=lambda: utcnow() + timedelta(hours=1),
+        max_pending_orders=CAP,
+    )
+
+    while an_hour_later.expire_due_orders():
+        pass
+
+    assert (unpaid(order_db, buyer.user_id), unpaid(order_db, other.user_id)) == (0, 0)
+    assert stock_of(catalog, product) == 19
 
 
 def test_a_cancel_that_cannot_release_frees_no_slot(capped, buyer, catalog, new_product, order_db):
