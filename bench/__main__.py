@@ -31,6 +31,12 @@ from devstack.stack import SERVICES, gunicorn_threads, gunicorn_worker_class, gu
 PROFILED_SERVICE = "order_service"
 _LOAD_GENERATOR = "load_generator"
 _NOT_THE_SYSTEM = {"sqs", _LOAD_GENERATOR}
+# Before each measured slice, the load runs this long unmeasured: a little over one payment
+# timeout, so the slice starts with orders falling due at the rate they are placed.
+PREROLL_S = PAYMENT_TIMEOUT_S + 1.0
+# Expiry must have cancelled every unpaid order this long after the load stops, else the run
+# fails: it did not keep up.
+EXPIRY_DEADLINE_S = PAYMENT_TIMEOUT_S + 60.0
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             # Every order left unpaid expires before the books are checked, so none changes
             # between reading the orders and reading the stock; and the expiry lags are known.
-            consistency.wait_until_expired(system.database_urls, timeout_s=PAYMENT_TIMEOUT_S + 60)
+            consistency.wait_until_expired(system.database_urls, timeout_s=EXPIRY_DEADLINE_S)
             verdict = consistency.check(system.database_urls, drain)
             for run in runs:
                 _add_expiry_lags(run, drain)
@@ -151,23 +157,31 @@ def measure_level(
     load = LoadResult(concurrency, duration_s)
     cpu_used_s: Counter[str] = Counter()
     elapsed = limit_orders = limit_cpu_s = 0.0
-    window_start = time.time()
+    due_windows: list[tuple[float, float]] = []
     # This machine's speed drifts by tens of per cent over minutes; taking the system and the
     # limit in turns keeps that drift out of their ratio.
     for _ in range(slices):
+        # The same load, unmeasured, for one payment timeout first: its unpaid orders fall due
+        # during the slice, so the slice measures placing and expiring together at their
+        # steady state, as a shop under constant load runs them, not placing alone.
+        _order_load(system, level.catalog, concurrency, PREROLL_S)
+        due_from = time.time()
         slice_load, slice_elapsed, slice_cpu_s = _system_slice(level, groups, slice_s)
+        due_windows.append((due_from, time.time()))
         load.add(slice_load)
         elapsed += slice_elapsed
         cpu_used_s.update(slice_cpu_s)
-        # The slice's last events are relayed and consumed before the limit takes the machine.
+        # The system is quiet before the limit takes the machine: the slice's unpaid orders
+        # (which the next pre-roll stands in for) have expired and every event is consumed.
+        consistency.wait_until_expired(system.database_urls, timeout_s=EXPIRY_DEADLINE_S)
         level.drain.wait_until_quiet(quiet_s=1.0)
         orders_placed, cpu_s = level.limit.run(concurrency, slice_s)
         limit_orders += orders_placed
         limit_cpu_s += cpu_s
-    window_end = time.time()
     batch_sizes = report.mean_batch_sizes(batches_before, _batch_totals(system))
     orders = max(load.orders, 1)
-    lags = consistency.relay_lags_ms(system.database_urls, since_epoch_s=window_start)
+    # Events written while the load ran, not those of the quiet wait for the last expiries.
+    lags = consistency.relay_lags_ms(system.database_urls, windows_epoch_s=due_windows)
     orders_per_s = load.orders / elapsed
     limit_per_s = limit_orders / duration_s
     return {
@@ -196,16 +210,19 @@ def measure_level(
         # How many orders shared each reservation call, journal commit and final commit.
         "mean_batch_size": batch_sizes,
         "payment_timeout_s": PAYMENT_TIMEOUT_S,
-        # The orders placed in this window are due in it shifted by the timeout.
-        "window_epoch_s": [window_start, window_end],
+        # The expiry lag is measured for the orders that fell due while the load ran.
+        "due_windows_epoch_s": due_windows,
     }
 
 
 def _add_expiry_lags(run: dict[str, Any], drain: EventDrain) -> None:
     """From each unpaid order's expiresAt to its order_cancelled (payment_timeout) event's
-    arrival on the queue, for the orders the level placed."""
-    placed_from, placed_until = run.pop("window_epoch_s")
-    lags = drain.expiry_lags_ms(placed_from + PAYMENT_TIMEOUT_S, placed_until + PAYMENT_TIMEOUT_S)
+    arrival on the queue, for the orders that fell due while the level's load ran."""
+    lags = [
+        lag
+        for due_from, due_until in run.pop("due_windows_epoch_s")
+        for lag in drain.expiry_lags_ms(due_from, due_until)
+    ]
     run["expired_orders"] = len(lags)
     run["expiry_lag_p50_ms"] = round(report.percentile(lags, 0.50))
     run["expiry_lag_p99_ms"] = round(report.percentile(lags, 0.99))

@@ -110,8 +110,10 @@ def wait_until_expired(database_urls: dict[str, str], *, timeout_s: float) -> No
             time.sleep(0.5)
 
 
-def relay_lags_ms(database_urls: dict[str, str], *, since_epoch_s: float) -> list[float]:
-    """Commit-to-SQS delay of each event written since the given time, from the outbox."""
+def relay_lags_ms(
+    database_urls: dict[str, str], *, windows_epoch_s: list[tuple[float, float]]
+) -> list[float]:
+    """Commit-to-SQS delay of each event written within one of the windows, from the outbox."""
     with _connect(database_urls["ORDER_DATABASE_URL"]) as orders_db:
         rows = orders_db.execute(
             sa.text("SELECT created_at, sent_at FROM outbox WHERE sent_at IS NOT NULL")
@@ -119,7 +121,9 @@ def relay_lags_ms(database_urls: dict[str, str], *, since_epoch_s: float) -> lis
     return [
         (sent - created).total_seconds() * 1000
         for created, sent in rows
-        if created.replace(tzinfo=UTC).timestamp() >= since_epoch_s
+        if any(
+            start <= created.replace(tzinfo=UTC).timestamp() < end for start, end in windows_epoch_s
+        )
     ]
 
 

@@ -1,12 +1,16 @@
 """The database's own limit for the work of one order: its SQL, straight from Python.
 
-Each order runs the statements an order placed over HTTP makes the databases run, in the same
+Each order runs the statements its whole life over HTTP makes the databases run, in the same
 transactions and the same lock order, through the bare driver (PyMySQL): no web servers, no
-JSON, no tokens, no ORM. Product DB: lock the rows in id order (reading their prices), write
-the reservation lines with those prices and names, take the stock with one conditional update.
-Order DB: journal the attempt and count it among its user's unpaid orders (the cap's
-conditional update); then complete it and write the order, its items and its outbox row. Two
-processes (one per core) share the threads, so one interpreter's GIL is not what is measured.
+JSON, no tokens, no ORM. Placing it: product DB: lock the rows in id order (reading their
+prices), write the reservation lines with those prices and names, take the stock with one
+conditional update; order DB: journal the attempt and count it among its user's unpaid orders
+(the cap's conditional update); then complete it and write the order, its items and its outbox
+row. Then the load's mix: every 10th order is cancelled (the journalled cancel's three
+transactions), every other 5th paid (one), and the rest expire, as the worker's rounds expire
+them (claim up to 200 due orders, release their reservations together, finish them together),
+run by one thread beside the shoppers. Two processes (one per core) share the threads, so one
+interpreter's GIL is not what is measured.
 """
 
 from __future__ import annotations
@@ -38,10 +42,16 @@ from product_service.app import MIGRATIONS_DIR as PRODUCT_MIGRATIONS
 PROCESSES = 2
 Connection = Any  # a PyMySQL connection (the driver ships no type hints)
 BATCH_MARKER = "00000000-0000-0000-0000-000000000000"
-# As the bench's order service runs: its unpaid-order cap checked but never reached (see
-# bench/system.py), and the default payment deadline stored.
+# As the bench's order service runs: its unpaid-order cap checked but never reached.
 _NO_CAP_REACHED = 1_000_000
-_PAYMENT_TIMEOUT = timedelta(seconds=1800)
+# Orders left unpaid fall due this soon: after a pay or cancel placed right after them, which
+# therefore win as they do in the system, and before the slice ends.
+_PAYMENT_TIMEOUT = timedelta(seconds=1)
+# As the order service's worker: a round every half second, up to 200 orders each.
+_EXPIRY_INTERVAL_S = 0.5
+_EXPIRY_BATCH = 200
+# A reservation's item limit: the most products one stock statement names.
+_MAX_PRODUCTS_PER_STATEMENT = 100
 
 
 @dataclass(frozen=True)
@@ -122,9 +132,11 @@ def _place_orders(
     seed: int,
 ) -> int:
     placed = [0] * threads
+    # The first process's expiry thread stands in for the order service's one worker.
+    expirer = seed == 0
     # The clock starts once every thread holds its connections: at 32 clients connecting takes
     # over a second here, which would otherwise count as time the databases did no orders.
-    connected = threading.Barrier(threads)
+    connected = threading.Barrier(threads + expirer)
 
     def shopper(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
@@ -139,12 +151,32 @@ def _place_orders(
         deadline = time.monotonic() + duration_s
         while time.monotonic() < deadline:
             wanted = {pid: rng.randint(1, 3) for pid in rng.sample(product_ids, rng.randint(1, 3))}
-            _one_order(products, orders, wanted, user_id)
+            order_id, reservation_id = _one_order(products, orders, wanted, user_id)
             placed[index] += 1
+            # The load's mix (bench/load.py): every 10th cancelled, every other 5th paid.
+            if placed[index] % 10 == 0:
+                _cancel(products, orders, order_id, reservation_id)
+            elif placed[index] % 5 == 0:
+                _pay(orders, order_id)
+        products.close()
+        orders.close()
+
+    def expiry_worker() -> None:
+        products = _connect(database_urls["PRODUCT_DATABASE_URL"])
+        orders = _connect(database_urls["ORDER_DATABASE_URL"])
+        connected.wait()
+        deadline = time.monotonic() + duration_s
+        while time.monotonic() < deadline:
+            round_started = time.monotonic()
+            while _expire_round(products, orders) == _EXPIRY_BATCH:
+                pass
+            time.sleep(max(0.0, round_started + _EXPIRY_INTERVAL_S - time.monotonic()))
         products.close()
         orders.close()
 
     workers = [threading.Thread(target=shopper, args=(i,)) for i in range(threads)]
+    if expirer:
+        workers.append(threading.Thread(target=expiry_worker))
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -154,8 +186,9 @@ def _place_orders(
 
 def _one_order(
     products: Connection, orders: Connection, wanted: dict[str, int], user_id: str
-) -> None:
-    now = datetime.now(UTC).replace(tzinfo=None)
+) -> tuple[str, str]:
+    """Places one order; returns its id and its reservation's."""
+    now = _now()
     attempt_id, order_id = new_id(), new_id()
     ids = sorted(wanted)
     with orders.cursor() as cursor:
@@ -197,6 +230,7 @@ def _one_order(
             (new_id(), order_id, payload, now),
         )
     orders.commit()
+    return order_id, attempt_id
 
 
 def _reserve(
@@ -234,3 +268,175 @@ def _reserve(
 
 def _marks(values: Sequence[object]) -> str:
     return ", ".join(["%s"] * len(values))
+
+
+_ORDER_COLUMNS = (
+    "id, user_id, status, total_amount, reservation_id, cancel_reason, shipping_address, "
+    "expires_at, created_at, updated_at"
+)
+_FREE_SLOT_OF_ORDER = (
+    "UPDATE pending_orders SET count = count - 1 WHERE user_id = "
+    "(SELECT user_id FROM orders WHERE id = %s) AND count > 0"
+)
+_OUTBOX_ROW = (
+    "INSERT INTO outbox (id, event_type, order_id, payload, request_id, created_at, sent_at) "
+    "VALUES (%s, %s, %s, %s, NULL, %s, NULL)"
+)
+
+
+def _read_for_update(cursor: Any, order_ids: Sequence[str]) -> None:
+    """The order rows locked and read with their items, as OrderRepository.get does."""
+    cursor.execute(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id IN ({_marks(order_ids)}) FOR UPDATE",  # noqa: S608
+        list(order_ids),
+    )
+    cursor.fetchall()
+    _read_items(cursor, order_ids)
+
+
+def _read_items(cursor: Any, order_ids: Sequence[str]) -> None:
+    cursor.execute(
+        f"SELECT * FROM order_items WHERE order_id IN ({_marks(order_ids)}) "  # noqa: S608
+        "ORDER BY order_id, product_id",
+        list(order_ids),
+    )
+    cursor.fetchall()
+
+
+def _event_row(event_type: str, order_id: str, now: datetime) -> tuple[object, ...]:
+    payload = json.dumps({"orderId": order_id, "eventType": event_type})
+    return (new_id(), event_type, order_id, payload, now)
+
+
+def _pay(orders: Connection, order_id: str) -> None:
+    """OrderService.pay_order's one transaction."""
+    now = _now()
+    with orders.cursor() as cursor:
+        _read_for_update(cursor, [order_id])
+        cursor.execute(
+            "UPDATE orders SET status = 'PAID', updated_at = %s, expires_at = NULL WHERE id = %s",
+            (now, order_id),
+        )
+        cursor.execute(_FREE_SLOT_OF_ORDER, (order_id,))
+        cursor.execute(_OUTBOX_ROW, _event_row("order_paid", order_id, now))
+    orders.commit()
+
+
+def _cancel(products: Connection, orders: Connection, order_id: str, reservation_id: str) -> None:
+    """The journalled cancel: begin (the reason committed), release, finish."""
+    now = _now()
+    with orders.cursor() as cursor:
+        _read_for_update(cursor, [order_id])
+        cursor.execute(
+            "UPDATE orders SET cancel_reason = 'customer', updated_at = %s "
+            "WHERE id = %s AND status = 'PENDING' AND cancel_reason IS NULL",
+            (now, order_id),
+        )
+    orders.commit()
+    _release(products, [reservation_id], now)
+    with orders.cursor() as cursor:
+        cursor.execute(
+            "UPDATE orders SET status = 'CANCELLED', updated_at = %s, expires_at = NULL "
+            "WHERE id = %s AND status = 'PENDING' AND cancel_reason IS NOT NULL",
+            (now, order_id),
+        )
+        cursor.execute(_FREE_SLOT_OF_ORDER, (order_id,))
+        cursor.execute(_OUTBOX_ROW, _event_row("order_cancelled", order_id, now))
+    orders.commit()
+
+
+def _expire_round(products: Connection, orders: Connection) -> int:
+    """One of the worker's rounds (OrderService.expire_due_orders); returns how many."""
+    now = _now()
+    with orders.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE expires_at <= %s "  # noqa: S608
+            "AND status = 'PENDING' AND cancel_reason IS NULL ORDER BY expires_at LIMIT %s "
+            "FOR UPDATE SKIP LOCKED",
+            (now, _EXPIRY_BATCH),
+        )
+        claimed = cursor.fetchall()
+        order_ids = [row[0] for row in claimed]
+        if order_ids:
+            cursor.execute(
+                "UPDATE orders SET cancel_reason = 'payment_timeout', updated_at = %s "  # noqa: S608
+                f"WHERE id IN ({_marks(order_ids)})",
+                [now, *order_ids],
+            )
+            _read_items(cursor, order_ids)
+    orders.commit()
+    if not order_ids:
+        return 0
+    _release(products, [row[4] for row in claimed], now)
+    _finish_cancels(orders, order_ids, now)
+    return len(order_ids)
+
+
+def _finish_cancels(orders: Connection, order_ids: list[str], now: datetime) -> None:
+    """OrderRepository.finish_cancels and the events, in one transaction."""
+    with orders.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, user_id FROM orders WHERE id IN ({_marks(order_ids)}) "  # noqa: S608
+            "AND status = 'PENDING' AND cancel_reason IS NOT NULL ORDER BY id FOR UPDATE",
+            order_ids,
+        )
+        begun = cursor.fetchall()
+        finished = [order_id for order_id, _ in begun]
+        if not finished:  # a customer's cancel finished every one of them first
+            orders.commit()
+            return
+        cursor.execute(
+            "UPDATE orders SET status = 'CANCELLED', updated_at = %s, expires_at = NULL "  # noqa: S608
+            f"WHERE id IN ({_marks(finished)})",
+            [now, *finished],
+        )
+        freed: dict[str, int] = {}
+        for _, user_id in begun:
+            freed[user_id] = freed.get(user_id, 0) + 1
+        users = sorted(freed)
+        case = " ".join("WHEN %s THEN %s" for _ in users)
+        case_args = [value for user in users for value in (user, freed[user])]
+        cursor.execute(
+            f"UPDATE pending_orders SET count = CASE WHEN count >= CASE user_id {case} END "  # noqa: S608
+            f"THEN count - CASE user_id {case} END ELSE 0 END WHERE user_id IN ({_marks(users)})",
+            [*case_args, *case_args, *users],
+        )
+        cursor.executemany(
+            _OUTBOX_ROW, [_event_row("order_cancelled", order_id, now) for order_id in finished]
+        )
+    orders.commit()
+
+
+def _release(products: Connection, reservation_ids: list[str], now: datetime) -> None:
+    """ProductService.release_reservations: lock the lines, mark them released, give the
+    stock back in id order, at most a reservation's item limit per statement."""
+    with products.cursor() as cursor:
+        cursor.execute(
+            "SELECT reservation_id, product_id, quantity, state, price, name FROM reservations "  # noqa: S608
+            f"WHERE reservation_id IN ({_marks(reservation_ids)}) "
+            "ORDER BY reservation_id, product_id FOR UPDATE",
+            reservation_ids,
+        )
+        held: dict[str, int] = {}
+        for _, product_id, quantity, state, _, _ in cursor.fetchall():
+            if state == "held" and product_id != BATCH_MARKER:
+                held[product_id] = held.get(product_id, 0) + quantity
+        cursor.execute(
+            "UPDATE reservations SET state = 'released', updated_at = %s "  # noqa: S608
+            f"WHERE reservation_id IN ({_marks(reservation_ids)}) AND state = 'held'",
+            [now, *reservation_ids],
+        )
+        ordered = sorted(held)
+        for start in range(0, len(ordered), _MAX_PRODUCTS_PER_STATEMENT):
+            chunk = ordered[start : start + _MAX_PRODUCTS_PER_STATEMENT]
+            case = " ".join("WHEN %s THEN %s" for _ in chunk)
+            cursor.execute(
+                f"UPDATE products SET stock = stock + CASE id {case} END "  # noqa: S608
+                f"WHERE id IN ({_marks(chunk)})",
+                [*(v for pid in chunk for v in (pid, held[pid])), *chunk],
+            )
+    products.commit()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
