@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -287,9 +288,7 @@ _HOLE = "\x01hostile\x01"
 def _template(schema: dict[str, Any]) -> Any:
     """A body of the schema's shape with every field present and invalid (an empty string, -1),
     so that one hostile field never completes an otherwise valid request."""
-    for key in ("oneOf", "anyOf", "allOf"):
-        if key in schema:
-            return _template(schema[key][0])
+    schema = _first_alternative(schema)
     kind = schema.get("type")
     kind = next((k for k in kind if k != "null"), None) if isinstance(kind, list) else kind
     if kind == "object" or "properties" in schema:
@@ -301,17 +300,39 @@ def _template(schema: dict[str, Any]) -> Any:
     return ""
 
 
-def _holes(value: Any) -> Iterator[Any]:
-    """The template once per field, with that field replaced by the hole."""
+def _holes(value: Any, schema: dict[str, Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The template once per field, with that field replaced by the hole, and the field's
+    schema."""
+    schema = _first_alternative(schema)
     if isinstance(value, dict):
         for key in value:
-            for filled in _holes(value[key]):
-                yield {**value, key: filled}
+            for filled, field in _holes(value[key], schema.get("properties", {}).get(key, {})):
+                yield {**value, key: filled}, field
     elif isinstance(value, list):
-        for filled in _holes(value[0]):
-            yield [filled]
+        for filled, field in _holes(value[0], schema.get("items", {})):
+            yield [filled], field
     else:
-        yield _HOLE
+        yield _HOLE, schema
+
+
+def _first_alternative(schema: dict[str, Any]) -> dict[str, Any]:
+    for key in ("oneOf", "anyOf", "allOf"):
+        if key in schema:
+            return _first_alternative(schema[key][0])
+    return schema
+
+
+def _valid_for(field: dict[str, Any], token: bytes) -> bool:
+    """A token that is a fine value of its field (the text "NaN" is a valid reservation id,
+    though not a valid price) is no hostile input there."""
+    pattern = field.get("pattern")
+    if pattern is None or not token.startswith(b'"'):
+        return False
+    try:
+        value = json.loads(token)
+    except ValueError:  # not JSON, or not UTF-8: hostile wherever it goes
+        return False
+    return isinstance(value, str) and re.search(pattern, value) is not None
 
 
 def _with_unknown_fields(value: Any) -> Any:
@@ -323,11 +344,12 @@ def _with_unknown_fields(value: Any) -> Any:
 
 
 def _hostile_bodies(schema: dict[str, Any]) -> Iterator[bytes]:
-    for shape in _holes(_template(schema)):
+    for shape, field in _holes(_template(schema), schema):
         text = json.dumps(shape).encode()
         hole = json.dumps(_HOLE).encode()
         for token in VALUE_TOKENS:
-            yield text.replace(hole, token)
+            if not _valid_for(field, token):
+                yield text.replace(hole, token)
     yield from BODIES
 
 
