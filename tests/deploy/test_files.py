@@ -78,6 +78,7 @@ def test_compose_services_ports_and_health_ordering():
         "localstack",
         *HTTP,
         "order_worker",
+        "product_pruner",
     }
     for db in ("user_db", "product_db", "order_db"):
         assert services[db]["image"] == "mysql:8.4"
@@ -104,6 +105,11 @@ def test_compose_services_ports_and_health_ordering():
     assert worker["image"] == services["order_service"]["image"]
     assert worker["build"] == services["order_service"]["build"]
     assert services["localstack"]["environment"]["SERVICES"] == "sqs"
+    pruner = services["product_pruner"]
+    assert "python -m product_service prune-reservations" in pruner["command"][-1]
+    assert pruner["image"] == services["product_service"]["image"]
+    assert pruner["build"] == services["product_service"]["build"]
+    assert pruner["healthcheck"] == {"disable": True}
 
 
 def test_compose_environment_names_are_the_services_settings():
