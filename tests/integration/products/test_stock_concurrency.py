@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy.exc import OperationalError
 
 from common.db import Database
-from product_service.repository import HELD, reservations
+from product_service.repository import HELD, ReservationRepository, reservations
 from product_service.service import ProductService
 from tests.integration.products.conftest import ADMIN, SERVICE
 
@@ -198,6 +198,75 @@ def test_reserves_and_releases_racing_keep_stock_plus_held_constant(product_app,
         stock, held = stock_of(product_app, product), held_quantity(product_app, product)
         assert stock >= 0
         assert stock + held == 20
+
+
+def test_reserves_and_batch_releases_racing_keep_stock_plus_held_constant(
+    product_app, create_product
+):
+    """Each batch release names reservations that may not have arrived yet (their release is
+    remembered, the late reserve refused) or that arrive while it runs (it then releases each
+    alone): whatever the interleaving, no stock is lost or made."""
+    products = [create_product(stock=40)["id"] for _ in range(3)]
+    rids = [str(uuid.uuid4()) for _ in range(16)]
+
+    def work(index: int) -> int:
+        client = product_app.test_client()
+        if index < len(rids):
+            ordered = products if index % 2 else list(reversed(products))
+            return client.post(
+                "/api/v1/reservations",
+                json={
+                    "reservationId": rids[index],
+                    "items": [{"productId": p, "quantity": 2} for p in ordered],
+                },
+                headers=SERVICE,
+            ).status_code
+        # Overlapping batches, in both orders.
+        batch = rids[index % 4 :: 2] if index % 2 else list(reversed(rids[index % 4 :: 2]))
+        return client.post(
+            "/api/v1/reservations/release", json={"reservationIds": batch}, headers=SERVICE
+        ).status_code
+
+    statuses = run_together(2 * len(rids), work)
+    assert set(statuses) <= {200, 201, 409}, statuses
+    for product in products:
+        stock, held = stock_of(product_app, product), held_quantity(product_app, product)
+        assert stock >= 0
+        assert stock + held == 40
+
+
+def test_a_reservation_arriving_during_a_batch_release_is_released_exactly_once(
+    product_app, create_product, monkeypatch
+):
+    """The batch read no lines for an id whose reservation then committed: its release marker
+    collides, the batch rolls back, and each is released alone, the stock back once."""
+    product = create_product(stock=10)["id"]
+    early, late = str(uuid.uuid4()), str(uuid.uuid4())
+    client = product_app.test_client()
+    for rid, quantity in ((early, 1), (late, 3)):
+        client.post(
+            "/api/v1/reservations",
+            json={"reservationId": rid, "items": [{"productId": product, "quantity": quantity}]},
+            headers=SERVICE,
+        )
+    read = ReservationRepository.lines_of
+
+    def as_if_late_had_not_arrived(self, reservation_ids, **kwargs):
+        return {
+            rid: lines
+            for rid, lines in read(self, reservation_ids, **kwargs).items()
+            if rid != late
+        }
+
+    monkeypatch.setattr(ReservationRepository, "lines_of", as_if_late_had_not_arrived)
+    response = client.post(
+        "/api/v1/reservations/release", json={"reservationIds": [early, late]}, headers=SERVICE
+    )
+
+    assert response.status_code == 200
+    assert [r["items"][0]["quantity"] for r in response.get_json()["results"]] == [1, 3]
+    assert stock_of(product_app, product) == 10
+    assert held_quantity(product_app, product) == 0
 
 
 OPERATIONS = st.lists(
