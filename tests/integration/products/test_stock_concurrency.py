@@ -181,23 +181,28 @@ def test_reserves_and_releases_racing_keep_stock_plus_held_constant(product_app,
         client = product_app.test_client()
         rid = rids[index % len(rids)]
         if index < len(rids):
-            ordered = products if index % 2 else list(reversed(products))
-            return client.post(
-                "/api/v1/reservations",
-                json={
-                    "reservationId": rid,
-                    "items": [{"productId": p, "quantity": 2} for p in ordered],
-                },
-                headers=SERVICE,
-            ).status_code
+            return reserve_two_of_each(client, rid, products, forwards=index % 2 == 1)
         return client.post(f"/api/v1/reservations/{rid}/release", headers=SERVICE).status_code
 
     statuses = run_together(2 * len(rids), work)
     assert set(statuses) <= {200, 201, 409}, statuses
+    assert_stock_plus_held(product_app, products, 20)
+
+
+def reserve_two_of_each(client, rid: str, products: list[str], *, forwards: bool) -> int:
+    ordered = products if forwards else list(reversed(products))
+    return client.post(
+        "/api/v1/reservations",
+        json={"reservationId": rid, "items": [{"productId": p, "quantity": 2} for p in ordered]},
+        headers=SERVICE,
+    ).status_code
+
+
+def assert_stock_plus_held(app, products: list[str], initial: int) -> None:
     for product in products:
-        stock, held = stock_of(product_app, product), held_quantity(product_app, product)
+        stock, held = stock_of(app, product), held_quantity(app, product)
         assert stock >= 0
-        assert stock + held == 20
+        assert stock + held == initial
 
 
 def test_reserves_and_batch_releases_racing_keep_stock_plus_held_constant(
@@ -212,15 +217,7 @@ def test_reserves_and_batch_releases_racing_keep_stock_plus_held_constant(
     def work(index: int) -> int:
         client = product_app.test_client()
         if index < len(rids):
-            ordered = products if index % 2 else list(reversed(products))
-            return client.post(
-                "/api/v1/reservations",
-                json={
-                    "reservationId": rids[index],
-                    "items": [{"productId": p, "quantity": 2} for p in ordered],
-                },
-                headers=SERVICE,
-            ).status_code
+            return reserve_two_of_each(client, rids[index], products, forwards=index % 2 == 1)
         # Overlapping batches, in both orders.
         batch = rids[index % 4 :: 2] if index % 2 else list(reversed(rids[index % 4 :: 2]))
         return client.post(
@@ -229,10 +226,7 @@ def test_reserves_and_batch_releases_racing_keep_stock_plus_held_constant(
 
     statuses = run_together(2 * len(rids), work)
     assert set(statuses) <= {200, 201, 409}, statuses
-    for product in products:
-        stock, held = stock_of(product_app, product), held_quantity(product_app, product)
-        assert stock >= 0
-        assert stock + held == 40
+    assert_stock_plus_held(product_app, products, 40)
 
 
 def test_a_reservation_arriving_during_a_batch_release_is_released_exactly_once(
