@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from bench import scale_rows
-from bench.bulk import insert_statement, prefetched
+from bench.bulk import Index, insert_statement, prefetched
 from bench.plans import Plan
 from bench.scale_load import SHOPPERS, per_shopper
 from bench.scale_rows import (
@@ -216,3 +216,10 @@ def test_a_plan_warns_of_full_scans_and_sorts():
         "SELECT 1", {}, [{"table": "orders", "type": "ALL", "Extra": "Using filesort"}]
     )
     assert sorted_scan.warnings == ["full scan of orders", "Using filesort on orders"]
+
+
+def test_an_index_is_built_again_as_the_catalogue_describes_it():
+    by_key = Index("order_attempts", "uq_key", True, (("user_id", None), ("key", 8)))
+    assert by_key.definition() == "ADD UNIQUE INDEX `uq_key` (`user_id`, `key`(8))"
+    by_user = Index("orders", "ix_user", False, (("user_id", None), ("id", None)))
+    assert by_user.definition() == "ADD INDEX `ix_user` (`user_id`, `id`)"
