@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 # Two workers fit this 2-core machine; override with `make test PYTEST_WORKERS=4`.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install run demo test bench lint format clean deploy-check lock
+.PHONY: help install run demo test bench bench-scale lint format clean deploy-check lock
 
 help:
 	@echo "make run    start the services, the relay and a local SQS endpoint (SQLite by default)"
 	@echo "make demo   with make run running: the whole flow, narrated (shopctl demo)"
 	@echo "make test   install what is needed and run the whole suite (MySQL at TEST_MYSQL_URL)"
 	@echo "make bench  the load benchmark on MySQL (BENCH_MYSQL_URL), results in bench/results/"
+	@echo "make bench-scale  the bench on 1,000,000 products and 5,000,000 orders (BENCH_SCALE_ARGS)"
 	@echo "make lint   ruff and mypy"
 	@echo "make clean  remove var/ (local databases, keys, LocalStack) and the virtualenv"
 	@echo "make deploy-check  validate docker-compose.yml, the Kubernetes overlays and the Dockerfiles"
@@ -39,6 +40,12 @@ test: install
 # Ports 8080-8082 and 4566 must be free: the bench runs the system exactly as `make run` does.
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# As `make bench`, on databases loaded with a large catalogue and years of orders first
+# (minutes). BENCH_SCALE_ARGS="--products 20000 --orders 100000" tries it small; "--reuse"
+# keeps a load of the same sizes from the last run.
+bench-scale: install
+	$(BIN)/python -m bench.scale $(BENCH_SCALE_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

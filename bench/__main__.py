@@ -41,9 +41,16 @@ EXPIRY_DEADLINE_S = PAYMENT_TIMEOUT_S + 60.0
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds per level")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    add_load_arguments(parser, concurrency=[8, 32])
     parser.add_argument("--products", type=int, default=200)
+    parser.add_argument("--profile-seconds", type=float, default=15.0, help="0 to skip")
+    return checked(parser, parser.parse_args(argv))
+
+
+def add_load_arguments(parser: argparse.ArgumentParser, *, concurrency: list[int]) -> None:
+    """The order load's options, shared by every bench that runs it (bench.scale too)."""
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=concurrency)
     parser.add_argument(
         "--mysql-url",
         default=os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
@@ -62,8 +69,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="each level's time in this many slices of orders, each followed by as long of "
         "the database limit, so both figures of the ratio see the machine at the same time",
     )
-    parser.add_argument("--profile-seconds", type=float, default=15.0, help="0 to skip")
-    arguments = parser.parse_args(argv)
+
+
+def checked(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> argparse.Namespace:
     if arguments.slices < 1 or arguments.duration <= 0:
         parser.error("--slices must be at least 1 and --duration more than 0")
     return arguments
@@ -75,40 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     logs = logs_dir()
     with (logs / "devstack.log").open("w") as log:
         system = start(arguments.mysql_url, logs, log, overrides={})
-        drain = EventDrain(system.env["SQS_ENDPOINT_URL"])
         try:
             catalog = create_catalog(system, products=arguments.products, shoppers=64)
-            # On databases of its own, so the limit's orders never reach the system's figures.
-            limit = dblimit.prepare(arguments.mysql_url, arguments.products)
-            drain.start()
-            runs = [
-                measure_level(
-                    Level(system, catalog, drain, limit, level),
-                    arguments.duration,
-                    warmup_s=arguments.warmup,
-                    slices=arguments.slices,
-                )
-                for level in arguments.concurrency
-            ]
-            # Every order left unpaid expires before the books are checked, so none changes
-            # between reading the orders and reading the stock; and the expiry lags are known.
-            consistency.wait_until_expired(system.database_urls, timeout_s=EXPIRY_DEADLINE_S)
-            verdict = consistency.check(system.database_urls, drain)
-            for run in runs:
-                _add_expiry_lags(run, drain)
+            runs, verdict = measure_levels(system, catalog, arguments)
             profile = (
                 profile_order_path(system, catalog, max(arguments.concurrency), arguments)
                 if arguments.profile_seconds > 0
                 else None
             )
         finally:
-            drain.stop()
             system.stop()
-    for run in runs:
-        run["consistent"] = verdict.consistent
     document = {
         "machine": report.machine(),
-        "settings": _gunicorn_settings(system),
+        "settings": gunicorn_settings(system),
         "duration_s": arguments.duration,
         "warmup_s": arguments.warmup,
         "slices": arguments.slices,
@@ -117,13 +104,62 @@ def main(argv: list[str] | None = None) -> int:
         "profile": profile,
     }
     path = report.write_results(directory, document)
+    print_levels(runs, verdict)
+    print(f"results: {path}" + (f"; profile: {profile}" if profile else ""))
+    return 0 if verdict.consistent else 1
+
+
+def measure_levels(
+    system: System,
+    catalog: Catalog,
+    arguments: argparse.Namespace,
+    scope: consistency.Scope | None = None,
+) -> tuple[list[dict[str, Any]], consistency.Verdict]:
+    """Each level of `arguments.concurrency` (see measure_level); then, once every order left
+    unpaid has expired, whether the books add up (within `scope`, when given)."""
+    drain = EventDrain(system.env["SQS_ENDPOINT_URL"])
+    # On databases of its own, so the limit's orders never reach the system's figures.
+    limit = dblimit.prepare(arguments.mysql_url, len(catalog.product_ids))
+    drain.start()
+    try:
+        runs = [
+            measure_level(
+                Level(
+                    system,
+                    catalog,
+                    drain,
+                    limit,
+                    level,
+                    consistency.ALL_ORDERS if scope is None else scope.first_order_id,
+                ),
+                arguments.duration,
+                warmup_s=arguments.warmup,
+                slices=arguments.slices,
+            )
+            for level in arguments.concurrency
+        ]
+        # Every order left unpaid expires before the books are checked, so none changes
+        # between reading the orders and reading the stock; and the expiry lags are known.
+        consistency.wait_until_expired(
+            system.database_urls,
+            timeout_s=EXPIRY_DEADLINE_S,
+            first_order_id=consistency.ALL_ORDERS if scope is None else scope.first_order_id,
+        )
+        verdict = consistency.check(system.database_urls, drain, scope)
+        for run in runs:
+            _add_expiry_lags(run, drain)
+            run["consistent"] = verdict.consistent
+    finally:
+        drain.stop()
+    return runs, verdict
+
+
+def print_levels(runs: list[dict[str, Any]], verdict: consistency.Verdict) -> None:
     print(report.table(runs))
     for run in runs:
         print(report.cpu_breakdown(run))
         print(report.batch_line(run))
     print(f"consistent: {verdict.consistent} ({verdict.summary()})")
-    print(f"results: {path}" + (f"; profile: {profile}" if profile else ""))
-    return 0 if verdict.consistent else 1
 
 
 @dataclass(frozen=True)
@@ -136,6 +172,9 @@ class Level:
     drain: EventDrain
     limit: dblimit.DatabaseLimit
     concurrency: int
+    # The orders the bench placed: from this id on (the scale bench's databases hold others,
+    # some PENDING for days, which no wait for expiry should count).
+    first_order_id: str = consistency.ALL_ORDERS
 
 
 def measure_level(
@@ -173,7 +212,9 @@ def measure_level(
         cpu_used_s.update(slice_cpu_s)
         # The system is quiet before the limit takes the machine: the slice's unpaid orders
         # (which the next pre-roll stands in for) have expired and every event is consumed.
-        consistency.wait_until_expired(system.database_urls, timeout_s=EXPIRY_DEADLINE_S)
+        consistency.wait_until_expired(
+            system.database_urls, timeout_s=EXPIRY_DEADLINE_S, first_order_id=level.first_order_id
+        )
         level.drain.wait_until_quiet(quiet_s=1.0)
         orders_placed, cpu_s = level.limit.run(concurrency, slice_s)
         limit_orders += orders_placed
@@ -266,7 +307,7 @@ def _batch_totals(system: System) -> dict[str, tuple[float, float]]:
     return report.batch_totals(metrics.text)
 
 
-def _gunicorn_settings(system: System) -> dict[str, Any]:
+def gunicorn_settings(system: System) -> dict[str, Any]:
     return {
         "gunicorn_workers": {spec.name: gunicorn_workers(spec, system.env) for spec in SERVICES},
         "gunicorn_worker_class": {

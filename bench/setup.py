@@ -31,7 +31,20 @@ def login(system: System, username: str, password: str) -> str:
     return str(response.json()["accessToken"])
 
 
+@dataclass(frozen=True)
+class Account:
+    """A customer's credentials, for a bench that logs the same customers in again."""
+
+    username: str
+    password: str
+
+
 def create_catalog(system: System, *, products: int, shoppers: int) -> Catalog:
+    return create_catalog_of(system, products=products, accounts=create_accounts(system, shoppers))
+
+
+def create_catalog_of(system: System, *, products: int, accounts: list[Account]) -> Catalog:
+    """`products` new products; the accounts' customers logged in as the shoppers."""
     admin_token = login(system, *ADMIN)
     rng = random.Random(11)
     product_ids = [
@@ -40,7 +53,11 @@ def create_catalog(system: System, *, products: int, shoppers: int) -> Catalog:
         )
         for n in range(products)
     ]
-    return Catalog(admin_token, product_ids, [_shopper(system) for _ in range(shoppers)])
+    return Catalog(admin_token, product_ids, log_in(system, accounts))
+
+
+def log_in(system: System, accounts: list[Account]) -> list[Shopper]:
+    return [Shopper(login(system, account.username, account.password)) for account in accounts]
 
 
 def _price(rng: random.Random) -> str:
@@ -58,7 +75,11 @@ def _create_product(system: System, admin_token: str, name: str, price: str) -> 
     return str(response.json()["id"])
 
 
-def _shopper(system: System) -> Shopper:
+def create_accounts(system: System, count: int) -> list[Account]:
+    return [_account(system) for _ in range(count)]
+
+
+def _account(system: System) -> Account:
     username = f"bench_{uuid.uuid4().hex[:10]}"
     password = uuid.uuid4().hex
     response = requests.post(
@@ -67,4 +88,4 @@ def _shopper(system: System) -> Shopper:
         timeout=10,
     )
     response.raise_for_status()
-    return Shopper(login(system, username, password))
+    return Account(username, password)

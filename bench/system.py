@@ -36,24 +36,40 @@ class System:
 PAYMENT_TIMEOUT_S = 3
 
 
+def bench_database_urls(server_url: str, prefix: str = "shop_bench") -> dict[str, str]:
+    """The bench's database of each service, keyed by the service's `*_DATABASE_URL`."""
+    return {spec.database_env: f"{server_url}/{prefix}_{spec.name}" for spec in SERVICES}
+
+
 def fresh_databases(server_url: str, prefix: str = "shop_bench") -> dict[str, str]:
     """Empty databases, one per service, keyed by the service's `*_DATABASE_URL` variable."""
+    urls = bench_database_urls(server_url, prefix)
     engine = sa.create_engine(server_url)
-    urls = {}
     with engine.begin() as connection:
-        for spec in SERVICES:
-            name = f"{prefix}_{spec.name}"
+        for url in urls.values():
+            name = sa.make_url(url).database
             connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
             connection.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-            urls[spec.database_env] = f"{server_url}/{name}"
     engine.dispose()
     return urls
 
 
-def start(server_url: str, log_dir: Path, log: TextIO, overrides: dict[str, str]) -> System:
+def start(
+    server_url: str,
+    log_dir: Path,
+    log: TextIO,
+    overrides: dict[str, str],
+    *,
+    fresh: bool = True,
+    prefix: str = "shop_bench",
+) -> System:
     """Each process writes its output to `<name>.log` in `log_dir`; the supervisor's own
-    news goes to `log`."""
-    database_urls = fresh_databases(server_url)
+    news goes to `log`. The databases are named `<prefix>_<service>`; `fresh=False` keeps
+    those of an earlier run (the services bring them to their latest migration as they
+    start)."""
+    database_urls = (
+        fresh_databases(server_url, prefix) if fresh else bench_database_urls(server_url, prefix)
+    )
     env = {
         **local_environment(),
         **database_urls,
