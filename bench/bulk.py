@@ -23,9 +23,10 @@ Connection = Any  # a PyMySQL connection (the driver ships no type hints)
 T = TypeVar("T")
 
 
-def connect(url: str) -> Connection:
+def open_connection(url: str) -> Connection:
+    """A bare PyMySQL connection to the database of a SQLAlchemy URL, autocommit off."""
     parsed = sa.make_url(url)
-    connection = pymysql.connect(
+    return pymysql.connect(
         host=parsed.host or "127.0.0.1",
         port=parsed.port or 3306,
         user=parsed.username or "root",
@@ -34,6 +35,10 @@ def connect(url: str) -> Connection:
         charset="utf8mb4",
         autocommit=False,
     )
+
+
+def connect(url: str) -> Connection:
+    connection = open_connection(url)
     with connection.cursor() as cursor:
         # The rows are consistent by construction (bench/scale_rows.py): checking each
         # against the unique and foreign keys one at a time is what makes loads slow.

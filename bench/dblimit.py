@@ -28,10 +28,10 @@ from decimal import Decimal
 from typing import Any
 
 import psutil
-import pymysql
 import sqlalchemy as sa
 
 from bench import cpu
+from bench.bulk import open_connection
 from bench.setup import INITIAL_STOCK
 from bench.system import fresh_databases
 from common.ids import new_id
@@ -109,15 +109,7 @@ def _orders_placed(
 
 
 def _connect(url: str) -> Connection:
-    parsed = sa.make_url(url)
-    connection = pymysql.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 3306,
-        user=parsed.username or "root",
-        password=parsed.password or "",
-        database=parsed.database,
-        autocommit=False,
-    )
+    connection = open_connection(url)
     with connection.cursor() as cursor:
         # The services' isolation level (common/db.py).
         cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
