@@ -117,15 +117,6 @@ _BEGIN_CANCEL = (
     )
     .values(cancel_reason=sa.bindparam("reason"), updated_at=sa.bindparam("now"))
 )
-_FINISH_CANCEL = (
-    orders.update()
-    .where(
-        orders.c.id == sa.bindparam("order_id"),
-        orders.c.status == PENDING,
-        orders.c.cancel_reason.is_not(None),
-    )
-    .values(status=CANCELLED, updated_at=sa.bindparam("now"), expires_at=None)
-)
 _BEGUN_CANCELS_FOR_UPDATE = (
     sa.select(orders.c.id, orders.c.user_id)
     .where(
@@ -239,15 +230,11 @@ class OrderRepository:
     def finish_cancel(self, order_id: str, now: datetime) -> bool:
         """A begun cancel becomes CANCELLED (its payment deadline gone, its owner's unpaid slot
         freed in the same transaction); false when another finisher got there first."""
-        result = self._db.execute(_FINISH_CANCEL, {"order_id": order_id, "now": now})
-        if result.rowcount != 1:
-            return False
-        PendingOrders(self._db).free_slot_of_order(order_id)
-        return True
+        return bool(self.finish_cancels([order_id], now))
 
     def finish_cancels(self, order_ids: Sequence[str], now: datetime) -> list[str]:
-        """`finish_cancel` for a batch in three statements (lock those still begun, mark them
-        CANCELLED, free their owners' unpaid slots); returns the ids it finished."""
+        """Begun cancels become CANCELLED, in three statements however many (lock those still
+        begun, mark them, free their owners' unpaid slots); returns the ids it finished."""
         begun = self._db.execute(_BEGUN_CANCELS_FOR_UPDATE, {"order_ids": list(order_ids)}).all()
         if not begun:
             return []
