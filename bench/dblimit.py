@@ -276,14 +276,17 @@ _OUTBOX_ROW = (
 )
 
 
-def _read_for_update(cursor: Any, order_ids: Sequence[str]) -> None:
-    """The order rows locked and read with their items, as OrderRepository.get does."""
+def _read_for_update(cursor: Any, order_id: str) -> None:
+    """The order row and its items locked and read in one statement, as OrderRepository.get
+    does."""
+    columns = ", ".join(f"o.{column.strip()}" for column in _ORDER_COLUMNS.split(","))
     cursor.execute(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id IN ({_marks(order_ids)}) FOR UPDATE",  # noqa: S608
-        list(order_ids),
+        f"SELECT {columns}, i.product_id, i.quantity, i.price, i.name FROM orders o "  # noqa: S608
+        "LEFT OUTER JOIN order_items i ON i.order_id = o.id WHERE o.id = %s "
+        "ORDER BY i.product_id FOR UPDATE",
+        (order_id,),
     )
     cursor.fetchall()
-    _read_items(cursor, order_ids)
 
 
 def _read_items(cursor: Any, order_ids: Sequence[str]) -> None:
@@ -304,7 +307,7 @@ def _pay(orders: Connection, order_id: str) -> None:
     """OrderService.pay_order's one transaction."""
     now = _now()
     with orders.cursor() as cursor:
-        _read_for_update(cursor, [order_id])
+        _read_for_update(cursor, order_id)
         cursor.execute(
             "UPDATE orders SET status = 'PAID', updated_at = %s, expires_at = NULL WHERE id = %s",
             (now, order_id),
@@ -318,7 +321,7 @@ def _cancel(products: Connection, orders: Connection, order_id: str, reservation
     """The journalled cancel: begin (the reason committed), release, finish."""
     now = _now()
     with orders.cursor() as cursor:
-        _read_for_update(cursor, [order_id])
+        _read_for_update(cursor, order_id)
         cursor.execute(
             "UPDATE orders SET cancel_reason = 'customer', updated_at = %s "
             "WHERE id = %s AND status = 'PENDING' AND cancel_reason IS NULL",

@@ -132,8 +132,21 @@ _CANCEL_EACH = (
     .where(orders.c.id.in_(sa.bindparam("order_ids", expanding=True)))
     .values(status=CANCELLED, updated_at=sa.bindparam("now"), expires_at=None)
 )
-_ORDER_BY_ID = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
-_ORDER_BY_ID_FOR_UPDATE = _ORDER_BY_ID.with_for_update()
+# One order with its items in one round trip: a row per item (one with NULL item columns for
+# an order without items). Locking it locks its items' rows too, which nothing else locks.
+_ORDER_WITH_ITEMS_BY_ID = (
+    sa.select(
+        orders,
+        order_items.c.product_id.label("item_product_id"),
+        order_items.c.quantity.label("item_quantity"),
+        order_items.c.price.label("item_price"),
+        order_items.c.name.label("item_name"),
+    )
+    .select_from(orders.outerjoin(order_items, order_items.c.order_id == orders.c.id))
+    .where(orders.c.id == sa.bindparam("order_id"))
+    .order_by(order_items.c.product_id)
+)
+_ORDER_WITH_ITEMS_BY_ID_FOR_UPDATE = _ORDER_WITH_ITEMS_BY_ID.with_for_update()
 _ITEMS_OF_ORDERS = (
     sa.select(order_items)
     .where(order_items.c.order_id.in_(sa.bindparam("order_ids", expanding=True)))
@@ -188,9 +201,18 @@ class OrderRepository:
         )
 
     def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
-        query = _ORDER_BY_ID_FOR_UPDATE if for_update else _ORDER_BY_ID
-        found = self._with_items(self._db.execute(query, {"order_id": order_id}).all())
-        return found[0] if found else None
+        query = _ORDER_WITH_ITEMS_BY_ID_FOR_UPDATE if for_update else _ORDER_WITH_ITEMS_BY_ID
+        rows = self._db.execute(query, {"order_id": order_id}).all()
+        if not rows:
+            return None
+        items = (
+            OrderLine(
+                row.item_product_id, int(row.item_quantity), Decimal(row.item_price), row.item_name
+            )
+            for row in rows
+            if row.item_product_id is not None
+        )
+        return _order_of(rows[0], tuple(items))
 
     def page(self, where: OrderFilter, before_id: str | None, limit: int) -> list[Order]:
         """Newest first: ids are UUIDv7, so descending id is descending creation, and a page
@@ -296,22 +318,23 @@ class OrderRepository:
             lines[item.order_id].append(
                 OrderLine(item.product_id, int(item.quantity), Decimal(item.price), item.name)
             )
-        return [
-            Order(
-                id=row.id,
-                user_id=row.user_id,
-                status=row.status,
-                total_amount=Decimal(row.total_amount),
-                reservation_id=row.reservation_id,
-                items=tuple(lines[row.id]),
-                created_at=row.created_at,
-                updated_at=row.updated_at,
-                cancel_reason=row.cancel_reason,
-                shipping_address=_address_of_column(row.shipping_address),
-                expires_at=row.expires_at,
-            )
-            for row in rows
-        ]
+        return [_order_of(row, tuple(lines[row.id])) for row in rows]
+
+
+def _order_of(row: sa.Row[Any], items: tuple[OrderLine, ...]) -> Order:
+    return Order(
+        id=row.id,
+        user_id=row.user_id,
+        status=row.status,
+        total_amount=Decimal(row.total_amount),
+        reservation_id=row.reservation_id,
+        items=items,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        cancel_reason=row.cancel_reason,
+        shipping_address=_address_of_column(row.shipping_address),
+        expires_at=row.expires_at,
+    )
 
 
 def _address_column(address: ShippingAddress | None) -> str | None:

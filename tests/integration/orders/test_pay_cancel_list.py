@@ -16,6 +16,7 @@ from tests.integration.orders.conftest import (
     CUSTOMER,
     OTHER_CUSTOMER,
     held,
+    order_of,
     statements_run,
     stock_of,
 )
@@ -39,6 +40,25 @@ def test_pay_is_repeatable_and_cancel_after_pay_is_refused(orders, pending, orde
         orders.cancel_order(order.id, CUSTOMER)
     assert stock_of(catalog, product) == 3
     assert event_types(order_db, order.id) == ["order_created", "order_paid"]
+
+
+def test_pay_reads_and_locks_the_order_with_its_items_in_one_statement(
+    orders, new_product, order_db
+):
+    first, second = new_product(stock=5), new_product(stock=5)
+    placed = orders.place_order(order_of((second, 2), (first, 1)), CUSTOMER).order
+    with statements_run(order_db) as seen:
+        paid = orders.pay_order(placed.id, CUSTOMER)
+    reads = [statement for statement, _ in seen if statement.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 1, reads
+    if order_db.dialect != "sqlite":  # SQLite locks the whole database instead
+        assert "FOR UPDATE" in reads[0]
+    # Locked, changed, its owner's slot freed, its event: nothing else on the way.
+    assert len(seen) == 4, [statement for statement, _ in seen]
+    assert paid.items == placed.items
+    assert [(line.product_id, line.quantity) for line in paid.items] == sorted(
+        [(first, 1), (second, 2)]
+    )
 
 
 def test_cancel_releases_stock_exactly_once(orders, pending, order_db, catalog, product_db):
