@@ -276,16 +276,15 @@ _OUTBOX_ROW = (
 )
 
 
+# The order row and its items locked and read in one statement, as OrderRepository.get does.
+_ORDER_WITH_ITEMS_FOR_UPDATE = (
+    f"SELECT {_ORDER_COLUMNS}, product_id, quantity, price, name FROM orders "  # noqa: S608
+    "LEFT OUTER JOIN order_items ON order_id = id WHERE id = %s FOR UPDATE"
+)
+
+
 def _read_for_update(cursor: Any, order_id: str) -> None:
-    """The order row and its items locked and read in one statement, as OrderRepository.get
-    does."""
-    columns = ", ".join(f"o.{column.strip()}" for column in _ORDER_COLUMNS.split(","))
-    cursor.execute(
-        f"SELECT {columns}, i.product_id, i.quantity, i.price, i.name FROM orders o "  # noqa: S608
-        "LEFT OUTER JOIN order_items i ON i.order_id = o.id WHERE o.id = %s "
-        "ORDER BY i.product_id FOR UPDATE",
-        (order_id,),
-    )
+    cursor.execute(_ORDER_WITH_ITEMS_FOR_UPDATE, (order_id,))
     cursor.fetchall()
 
 

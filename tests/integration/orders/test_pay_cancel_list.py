@@ -53,6 +53,10 @@ def test_pay_reads_and_locks_the_order_with_its_items_in_one_statement(
     assert len(reads) == 1, reads
     if order_db.dialect != "sqlite":  # SQLite locks the whole database instead
         assert "FOR UPDATE" in reads[0]
+        # By the primary keys, with no temporary table or sort for its few rows.
+        with order_db.transaction() as connection:
+            plan = str(connection.exec_driver_sql(f"EXPLAIN {reads[0]}", seen[0][1]).all())
+        assert "filesort" not in plan and "temporary" not in plan, plan
     # Locked, changed, its owner's slot freed, its event: nothing else on the way.
     assert len(seen) == 4, [statement for statement, _ in seen]
     assert paid.items == placed.items
