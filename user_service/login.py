@@ -2,7 +2,10 @@
 
 Every attempt is charged to its throttle before the password is hashed, in one atomic
 statement, and a success clears it: parallel guesses are each counted, so no more than
-LOGIN_MAX_FAILURES of them in a window are ever checked. A throttle is per account (the user
+LOGIN_MAX_FAILURES of them in a window are ever checked. The failures slow the account down
+first: after LOGIN_SLOWDOWN_AFTER of them, each further attempt must wait a pause that doubles
+with every failure (an attempt that comes sooner is refused and not counted), and the
+LOGIN_MAX_FAILURES-th failure pauses it until the window ends. A throttle is per account (the user
 id, whichever name the client typed; the typed name for an unknown one), except for admin and
 service accounts, throttled per account and client address: an anonymous client can then
 lock out only its own address, never the order service or the admin.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -74,17 +78,41 @@ class LoginThrottle:
         self._db = db
         self._limit = settings.login_max_failures
         self._window = timedelta(seconds=settings.login_failure_window_s)
+        self._slowdown_after = settings.login_slowdown_after
+        self._first_pause_s = settings.login_slowdown_first_pause_s
 
     def charge(self, key: str, now: datetime) -> None:
-        """Counts this attempt, or raises TooManyRequests once the window's are used up."""
+        """Counts this attempt, or raises TooManyRequests: the account's pause has not ended
+        (nothing counted), or the window's attempts are used up."""
         charge = self._count_attempt(key, now)
         if charge.opened_the_window:
             self.prune(now, at_most=PRUNE_PER_NEW_WINDOW)
-        if charge.attempts > self._limit:
+        if not charge.admitted:
+            assert charge.next_attempt_at is not None, "only a pause refuses an attempt"
+            raise TooManyRequests(
+                "Too many failed logins; wait before trying again.",
+                retry_after_s=math.ceil((charge.next_attempt_at - now).total_seconds()),
+            )
+        if charge.attempts > self._limit:  # a row from before pauses existed
             raise TooManyRequests(
                 "Too many failed logins; try again later.",
                 retry_after_s=math.ceil((charge.window_ends_at - now).total_seconds()),
             )
+
+    def _pause_after(
+        self, failures: int, now: datetime, window_ends_at: datetime
+    ) -> datetime | None:
+        """When the next attempt may come, counting this one as failed (it is, unless it
+        succeeds and clears the throttle): no pause for the first LOGIN_SLOWDOWN_AFTER, then
+        the first pause, doubled for each failure beyond, and the window's end at the limit."""
+        if failures >= self._limit:
+            return window_ends_at
+        beyond = failures - self._slowdown_after
+        if beyond < 0:
+            return None
+        # In seconds, capped before it becomes a timedelta: no limit is set too high to add.
+        pause_s = min(self._first_pause_s * 2.0 ** min(beyond, 64), self._window.total_seconds())
+        return min(now + timedelta(seconds=pause_s), window_ends_at)
 
     def refund(self, key: str) -> None:
         with self._db.transaction() as connection:
@@ -111,10 +139,18 @@ class LoginThrottle:
     # simply runs again.
     @retry_on_deadlock
     def _count_attempt(self, key: str, now: datetime) -> Charge:
+        """Charges the attempt and, if it was let in, sets the pause its failure would earn,
+        in one transaction: the next attempt on any worker sees the pause."""
         with self._db.transaction() as connection:
-            return LoginThrottleRepository(connection).charge(
-                key, now=now, window_ends_if_new=now + self._window
+            throttles = LoginThrottleRepository(connection)
+            charge = throttles.charge(
+                key, now=now, window_ends_if_new=now + self._window, attempt_id=uuid.uuid4().hex
             )
+            if charge.admitted:
+                until = self._pause_after(charge.attempts, now, charge.window_ends_at)
+                if until is not None:
+                    throttles.pause(key, until)
+            return charge
 
 
 class LoginService:

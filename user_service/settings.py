@@ -24,6 +24,11 @@ class UserSettings(CommonSettings):
     # accounts) within the window; further tries get 429 until the window ends.
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_s: int = Field(default=900, ge=1)
+    # Before that, the account slows down: after this many failures in the window, each
+    # further attempt must wait a pause (the first this long, doubled after each failure);
+    # an attempt that comes sooner gets 429 and is not counted.
+    login_slowdown_after: int = Field(default=3, ge=1)
+    login_slowdown_first_pause_s: float = Field(default=1.0, gt=0, le=60)
     # argon2id cost; the defaults are argon2-cffi's (RFC 9106 "low memory" profile).
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65_536, ge=8)

@@ -4,6 +4,7 @@ admin or service account: those are throttled per client address (shared/API.md)
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -209,3 +210,129 @@ class TestWindows:
         assert result.exit_code == 0, result.output
         assert f"deleted {30 - PRUNE_PER_NEW_WINDOW} expired" in result.output
         assert self.rows(db) == 1
+
+
+class TestSlowDown:
+    """Failures slow an account down before they lock it out (shared/API.md): after
+    login_slowdown_after of them each further attempt waits a doubling pause, and one that
+    comes sooner is refused without being counted or checked."""
+
+    START = datetime(2026, 1, 1, tzinfo=UTC)
+
+    @pytest.fixture
+    def slowed(self, databases):
+        url = databases.create("slowdown")
+        upgrade_to_head(url, MIGRATIONS_DIR)
+        # A 60 s window; pauses of 2, 4, 8 s after the first, second, third failure; the
+        # fourth locks the account until the window ends.
+        settings = user_settings(
+            url, login_max_failures=4, login_slowdown_after=1, login_slowdown_first_pause_s=2
+        )
+        db = Database.from_url(url)
+        clock = [self.START]
+        service = LoginService(
+            db,
+            settings,
+            Passwords(settings),
+            TokenSigner.from_settings(settings),
+            clock=lambda: clock[0],
+        )
+        yield db, service, clock
+        db.dispose()
+
+    @staticmethod
+    def attempts(db: Database) -> list[int]:
+        with db.transaction() as connection:
+            return list(connection.scalars(sa.select(login_throttles.c.attempts)))
+
+    @staticmethod
+    def refused_for(service: LoginService, name: str, password: str = "guess-guess") -> str:
+        with pytest.raises(TooManyRequests) as refused:
+            service.login(name, password, None)
+        return refused.value.headers["Retry-After"]
+
+    def test_each_failure_doubles_the_pause_and_the_limit_locks_until_the_window_ends(self, slowed):
+        db, service, clock = slowed
+        name = unique()
+        for pause in (2, 4, 8):
+            with pytest.raises(Unauthorized):
+                service.login(name, "guess-guess", None)
+            assert self.refused_for(service, name) == str(pause)
+            clock[0] += timedelta(seconds=pause - 1)
+            assert self.refused_for(service, name) == "1"
+            clock[0] += timedelta(seconds=1)
+        assert self.attempts(db) == [3], "the refused attempts were not counted"
+        with pytest.raises(Unauthorized):
+            service.login(name, "guess-guess", None)  # the fourth: locked until the window ends
+        elapsed = (clock[0] - self.START).total_seconds()
+        assert self.refused_for(service, name) == str(int(60 - elapsed))
+        clock[0] = self.START + timedelta(seconds=59)
+        assert self.refused_for(service, name) == "1"
+        clock[0] = self.START + timedelta(seconds=60)
+        with pytest.raises(Unauthorized):
+            service.login(name, "guess-guess", None)  # a new window: its first failure
+        assert self.attempts(db) == [1]
+
+
+def test_a_pause_refuses_even_the_right_password_and_then_lets_it_in(own_user_app):
+    """No oracle inside a pause: the right password is refused unchecked like any other."""
+    app = own_user_app(login_slowdown_after=1, login_slowdown_first_pause_s=0.5)
+    client = app.test_client()
+    username = unique()
+    register(client, username)
+    assert login(client, username, "wrong-password").status_code == 401
+    refused = login(client, username)
+    assert_problem(refused, 429)
+    assert refused.headers["Retry-After"] == "1"
+    deadline = time.monotonic() + 10
+    while (answer := login(client, username)).status_code == 429:
+        assert time.monotonic() < deadline, "the pause never ended"
+        time.sleep(0.1)
+    assert answer.status_code == 200
+    # The success cleared the throttle: a failure now is the window's first, with no pause.
+    assert login(client, username, "wrong-password").status_code == 401
+
+
+def test_parallel_guesses_inside_a_pause_are_all_refused(own_user_app):
+    app = own_user_app(
+        login_slowdown_after=1,
+        login_slowdown_first_pause_s=60,
+        argon2_time_cost=2,
+        argon2_memory_kib=8192,
+        argon2_hash_wait_s=10,
+    )
+    username = unique()
+    register(app.test_client(), username)
+    guesses = 16
+    barrier = threading.Barrier(guesses)
+    statuses: list[int] = []
+
+    def guess(number: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(login(client, username, f"wrong-{number}").status_code)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(guesses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # The first failure starts a 60 s pause: exactly one guess was checked.
+    assert sorted(statuses) == [401] + [429] * (guesses - 1)
+
+
+def test_an_attempt_no_hashing_turn_was_free_for_leaves_no_pause(own_user_app):
+    app = own_user_app(
+        login_slowdown_after=1,
+        login_slowdown_first_pause_s=60,
+        argon2_max_concurrent_hashes=1,
+        argon2_hash_wait_s=0.2,
+    )
+    client = app.test_client()
+    username = unique()
+    register(client, username)
+    with app.extensions["passwords"].hashing_slot():
+        assert_problem(login(client, username, "wrong-password"), 503)
+    # Had the unchecked attempt counted, this one would wait 60 s.
+    assert login(client, username, "wrong-password").status_code == 401
+    assert_problem(login(client, username), 429)
