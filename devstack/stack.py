@@ -54,7 +54,24 @@ SERVICES = [
     # ARGON2_RESERVED_HASHES (1) passwords at once, 64 MiB each: 384 MiB of hashing at most,
     # the same as compose and k8s (they run the same defaults).
     ServiceSpec("user_service", 8082, "USER_DATABASE_URL"),
-    ServiceSpec("product_service", 8081, "PRODUCT_DATABASE_URL", gunicorn_threads=4),
+    # The pruner deletes released reservation lines past their retention hourly, as compose's
+    # product_pruner and the k8s CronJob do.
+    ServiceSpec(
+        "product_service",
+        8081,
+        "PRODUCT_DATABASE_URL",
+        workers={
+            "product_pruner": [
+                sys.executable,
+                "-m",
+                "product_service",
+                "prune-reservations",
+                "--every",
+                "3600",
+            ]
+        },
+        gunicorn_threads=4,
+    ),
     # One gevent worker: every order in flight then shares the reservation batches and group
     # commits (fewer, larger ones), and its waits on the product service and the database cost
     # no thread switches (see gunicorn_conf).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import click
@@ -16,13 +17,33 @@ cli = service_cli("product_service", lambda: ProductSettings().database_url, MIG
 
 
 @cli.command("prune-reservations")
-def prune_reservations() -> None:
+@click.option(
+    "--every",
+    "every_s",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Keep running, pruning every this many seconds (`make run`, compose); a failed "
+    "round is reported and the next one tries again. Without it: one round.",
+)
+def prune_reservations(every_s: float | None) -> None:
     """Delete released reservation lines older than RELEASED_RESERVATION_RETENTION_HOURS."""
     settings = ProductSettings()
+    retention = timedelta(hours=settings.released_reservation_retention_hours)
     db = Database.from_url(settings.database_url, pool_size=1)
     try:
-        retention = timedelta(hours=settings.released_reservation_retention_hours)
-        deleted = prune_released_reservations(db, retention=retention)
+        if every_s is None:
+            _prune_round(db, retention)
+            return
+        while True:
+            try:
+                _prune_round(db, retention)
+            except Exception as exc:  # the database away, say: the next round tries again
+                click.echo(f"product_service: pruning failed, next round in {every_s:g}s: {exc!r}")
+            time.sleep(every_s)
     finally:
         db.dispose()
+
+
+def _prune_round(db: Database, retention: timedelta) -> None:
+    deleted = prune_released_reservations(db, retention=retention)
     click.echo(f"product_service: {deleted} released reservation line(s) pruned")

@@ -106,7 +106,14 @@ def test_compose_services_ports_and_health_ordering():
     assert worker["build"] == services["order_service"]["build"]
     assert services["localstack"]["environment"]["SERVICES"] == "sqs"
     pruner = services["product_pruner"]
-    assert "python -m product_service prune-reservations" in pruner["command"][-1]
+    assert pruner["command"] == [
+        "python",
+        "-m",
+        "product_service",
+        "prune-reservations",
+        "--every",
+        "3600",
+    ]
     assert pruner["image"] == services["product_service"]["image"]
     assert pruner["build"] == services["product_service"]["build"]
     assert pruner["healthcheck"] == {"disable": True}

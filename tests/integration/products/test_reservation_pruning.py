@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -91,3 +92,63 @@ def test_the_command_prunes_what_its_settings_say(product_db, product_db_url):
     assert done.returncode == 0, done.stderr
     assert "released reservation line(s) pruned" in done.stdout
     assert lines_of(product_db, old) == {}
+
+
+def pruner(url: str, every_s: str = "1") -> subprocess.Popen[str]:
+    """`prune-reservations --every`, as `make run` and compose run it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "product_service", "prune-reservations", "--every", every_s],
+        env={
+            **os.environ,
+            "PRODUCT_DATABASE_URL": url,
+            "RELEASED_RESERVATION_RETENTION_HOURS": "2",
+            "PYTHONUNBUFFERED": "1",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def lines_until(process: subprocess.Popen[str], wanted: str, count: int) -> list[str]:
+    """The process's output up to its `count`-th line holding `wanted` (within a deadline)."""
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while sum(wanted in line for line in seen) < count:
+        assert time.monotonic() < deadline, seen
+        line = process.stdout.readline()
+        assert line, f"the pruner exited: {seen}"
+        seen.append(line)
+    return seen
+
+
+def test_the_command_keeps_pruning_every_round(product_db, product_db_url):
+    products = ProductService(product_db)
+    first, second = new_id(), new_id()
+    products.release_reservation(first)
+    age(product_db, first, timedelta(hours=3))
+    process = pruner(product_db_url)
+    try:
+        lines_until(process, "released reservation line(s) pruned", 1)
+        assert lines_of(product_db, first) == {}
+        # Released after the first round: only a later round of the same process prunes it.
+        products.release_reservation(second)
+        age(product_db, second, timedelta(hours=3))
+        deadline = time.monotonic() + 60
+        while lines_of(product_db, second):
+            assert time.monotonic() < deadline, "no later round pruned it"
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_failed_round_does_not_stop_the_next():
+    process = pruner("mysql+pymysql://root@127.0.0.1:9/nowhere")  # nothing listens there
+    try:
+        lines_until(process, "pruning failed, next round in 1s", 2)
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
