@@ -79,6 +79,8 @@ def start(
         # has the worker expire them while the load runs (its lag is measured), which keeps
         # every shopper under the default MAX_PENDING_ORDERS cap, checked on every order.
         "ORDER_PAYMENT_TIMEOUT_S": str(PAYMENT_TIMEOUT_S),
+        # The bench signs every shopper up from this one address.
+        "SIGNUP_MAX_PER_ADDRESS": "1000000",
         **overrides,
     }
     supervisor = Supervisor(output=log, log_dir=log_dir)

@@ -23,6 +23,7 @@ from user_service.phones import Phone
 from user_service.profile import AccountEdit, ProfileEditor
 from user_service.repository import User
 from user_service.service import CONFIGURED_ACCOUNTS_DOMAIN, UserService, is_reserved_email
+from user_service.sign_up import SignUp
 
 api = Blueprint("users", __name__)
 
@@ -95,6 +96,11 @@ def users() -> UserService:
     return service
 
 
+def sign_ups() -> SignUp:
+    sign_up: SignUp = current_app.extensions["sign_up"]
+    return sign_up
+
+
 def logins() -> LoginService:
     service: LoginService = current_app.extensions["login_service"]
     return service
@@ -125,7 +131,9 @@ def user_json(user: User) -> dict[str, Any]:
 @api.post("/api/v1/users")
 def register() -> tuple[Response, int, dict[str, str]]:
     command = json_body(RegisterUser)
-    user = users().register(command.username, command.email, command.password, command.phone)
+    user = sign_ups().register(
+        command.username, command.email, command.password, command.phone, request.remote_addr
+    )
     location = url_for("users.get_user", user_id=user.id)
     return jsonify(user_json(user)), 201, {"Location": location}
 

@@ -20,6 +20,7 @@ from user_service.passwords import Passwords
 from user_service.profile import ProfileEditor
 from user_service.service import UserService
 from user_service.settings import UserSettings
+from user_service.sign_up import SignUp, sign_up_throttle
 from user_service.tokens import TokenSigner
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -48,7 +49,9 @@ def create_app(settings: UserSettings | None = None) -> Flask:
         app, OpenAccountTokenVerifier(_OwnKey(signer), issuer=settings.jwt_issuer, db=db)
     )
     passwords = Passwords(settings)
-    app.extensions["user_service"] = UserService(db, passwords)
+    users = UserService(db, passwords)
+    app.extensions["user_service"] = users
+    app.extensions["sign_up"] = SignUp(users, sign_up_throttle(db, settings))
     app.extensions["login_service"] = LoginService(db, settings, passwords, signer)
     app.extensions["profile_editor"] = ProfileEditor(db, settings, passwords)
     app.extensions["account_closing"] = AccountClosing(db)

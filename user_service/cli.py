@@ -9,7 +9,7 @@ import click
 from common.cli import service_cli
 from common.db import Database, utcnow
 from user_service.app import MIGRATIONS_DIR
-from user_service.login import LoginThrottle
+from user_service.login import login_throttle
 from user_service.passwords import Passwords
 from user_service.service import UserService
 from user_service.settings import UserSettings
@@ -53,7 +53,7 @@ def prune_login_throttles() -> None:
     """Delete every login throttle whose window has ended. Logins already prune a few as
     they open new windows; this clears a backlog at once (e.g. from a cron job)."""
     settings = UserSettings()
-    throttle = LoginThrottle(Database.from_url(settings.database_url), settings)
+    throttle = login_throttle(Database.from_url(settings.database_url), settings)
     deleted = throttle.prune_all(utcnow())
     click.echo(f"user_service: deleted {deleted} expired login throttles")
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from common.auth import Principal, require_own_account
 from common.db import Database, utcnow
 from common.errors import Conflict, NotFound, Unauthorized, Unprocessable, field_error
-from user_service.login import LoginThrottle, throttle_key
+from user_service.login import login_throttle, throttle_key
 from user_service.passwords import Passwords
 from user_service.repository import ProfileChanges, User, UserRepository
 from user_service.settings import UserSettings
@@ -43,7 +43,7 @@ class ProfileEditor:
         self._passwords = passwords
         # A wrong current password counts against the account as a failed login does, so a
         # stolen token cannot be used to guess the password that guards email and password.
-        self._throttle = LoginThrottle(db, settings)
+        self._throttle = login_throttle(db, settings)
         self._clock = clock
 
     def update_user(self, user_id: str, principal: Principal, edit: AccountEdit) -> User:

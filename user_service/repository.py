@@ -1,4 +1,4 @@
-"""The users table and its SQL (the login throttle's lives in login_repository)."""
+"""The users table and its SQL (the throttles' live in throttle_repository)."""
 
 from __future__ import annotations
 

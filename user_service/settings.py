@@ -29,6 +29,11 @@ class UserSettings(CommonSettings):
     # an attempt that comes sooner gets 429 and is not counted.
     login_slowdown_after: int = Field(default=3, ge=1)
     login_slowdown_first_pause_s: float = Field(default=1.0, gt=0, le=60)
+    # Sign-ups from one client address (an IPv4 address or an IPv6 /64) within the window;
+    # further ones get 429 until it ends. Each costs a hash and a row: this bounds how fast
+    # one client can fill the users table.
+    signup_max_per_address: int = Field(default=20, ge=1)
+    signup_window_s: int = Field(default=3600, ge=1)
     # argon2id cost; the defaults are argon2-cffi's (RFC 9106 "low memory" profile).
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65_536, ge=8)

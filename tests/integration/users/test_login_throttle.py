@@ -18,9 +18,10 @@ from tests.integration.users.conftest import user_settings
 from tests.integration.users.test_user_api import assert_problem, login, register, unique
 from user_service.app import MIGRATIONS_DIR
 from user_service.cli import cli
-from user_service.login import PRUNE_PER_NEW_WINDOW, LoginService
-from user_service.login_repository import login_throttles
+from user_service.login import LoginService
 from user_service.passwords import Passwords
+from user_service.throttle_repository import login_throttles
+from user_service.throttles import PRUNE_PER_NEW_WINDOW
 from user_service.tokens import TokenSigner
 
 ATTACKER = {"REMOTE_ADDR": "203.0.113.7"}

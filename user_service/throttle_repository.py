@@ -1,4 +1,4 @@
-"""The login throttle's table and its SQL."""
+"""The throttles' table (named for its first use, logins; sign-ups share it) and its SQL."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from sqlalchemy.engine import Connection
 from common.db import UtcDateTime
 from user_service.repository import metadata
 
-# One row per throttled thing (an account, or an admin or service account from one client
-# address) with its attempts in the current window. The key is a SHA-256 of what it counts:
-# fixed width, and a password typed into the username field is never stored.
+# One row per throttled thing (an account, an admin or service account from one client
+# address, or the sign-ups from one address) with its attempts in the current window. The key
+# is a SHA-256 of what it counts: fixed width, and a password typed into the username field is
+# never stored.
 login_throttles = sa.Table(
     "login_throttles",
     metadata,
@@ -45,7 +46,7 @@ class Charge:
         return self.admitted and self.attempts == 1
 
 
-class LoginThrottleRepository:
+class ThrottleRepository:
     def __init__(self, connection: Connection) -> None:
         self._db = connection
 
