@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 
 import pytest
 import sqlalchemy as sa
 
 from tests.integration.users.test_user_api import assert_problem, auth, token_for
+from tests.support.parallel import all_at_once
 from user_service.address_repository import addresses
 
 HOME = {
@@ -255,19 +255,9 @@ class TestCap:
     def test_parallel_additions_never_pass_20(self, user_app, user_db_url, owner):
         user_id, token = owner
         attempts = 28
-        barrier = threading.Barrier(attempts)
-        statuses: list[int] = []
-
-        def add_one() -> None:
-            client = user_app.test_client()
-            barrier.wait()
-            statuses.append(add(client, user_id, token, MINIMAL).status_code)
-
-        threads = [threading.Thread(target=add_one) for _ in range(attempts)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        statuses = all_at_once(
+            attempts, lambda _: add(user_app.test_client(), user_id, token, MINIMAL).status_code
+        )
         assert sorted(statuses) == [201] * 20 + [409] * (attempts - 20)
         engine = sa.create_engine(user_db_url)
         with engine.connect() as connection:

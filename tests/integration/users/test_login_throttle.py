@@ -3,7 +3,6 @@ admin or service account: those are throttled per client address (shared/API.md)
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +15,7 @@ from common.errors import TooManyRequests, Unauthorized
 from common.migrations import upgrade_to_head
 from tests.integration.users.conftest import user_settings
 from tests.integration.users.test_user_api import assert_problem, login, register, unique
+from tests.support.parallel import all_at_once
 from user_service.app import MIGRATIONS_DIR
 from user_service.cli import cli
 from user_service.login import LoginService
@@ -45,19 +45,9 @@ def test_parallel_wrong_logins_verify_no_more_guesses_than_the_limit(own_user_ap
     username = unique()
     register(app.test_client(), username)
     guesses = 32
-    barrier = threading.Barrier(guesses)
-    statuses: list[int] = []
-
-    def guess(number: int) -> None:
-        client = app.test_client()
-        barrier.wait()
-        statuses.append(login(client, username, f"wrong-{number}").status_code)
-
-    threads = [threading.Thread(target=guess, args=(n,)) for n in range(guesses)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = all_at_once(
+        guesses, lambda n: login(app.test_client(), username, f"wrong-{n}").status_code
+    )
     # login_max_failures is 3 in these tests: three guesses were checked, the rest refused.
     assert sorted(statuses) == [401] * 3 + [429] * (guesses - 3)
 
@@ -305,19 +295,9 @@ def test_parallel_guesses_inside_a_pause_are_all_refused(own_user_app):
     username = unique()
     register(app.test_client(), username)
     guesses = 16
-    barrier = threading.Barrier(guesses)
-    statuses: list[int] = []
-
-    def guess(number: int) -> None:
-        client = app.test_client()
-        barrier.wait()
-        statuses.append(login(client, username, f"wrong-{number}").status_code)
-
-    threads = [threading.Thread(target=guess, args=(n,)) for n in range(guesses)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = all_at_once(
+        guesses, lambda n: login(app.test_client(), username, f"wrong-{n}").status_code
+    )
     # The first failure starts a 60 s pause: exactly one guess was checked.
     assert sorted(statuses) == [401] + [429] * (guesses - 1)
 

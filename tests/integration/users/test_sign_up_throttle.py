@@ -3,11 +3,10 @@ cannot fill the users table (SIGNUP_MAX_PER_ADDRESS in SIGNUP_WINDOW_S, then 429
 
 from __future__ import annotations
 
-import threading
-
 import sqlalchemy as sa
 
 from tests.integration.users.test_user_api import assert_problem, unique
+from tests.support.parallel import all_at_once
 from user_service.repository import users as users_table
 
 SIGN_UP_LIMIT = 3
@@ -57,19 +56,9 @@ def test_an_ipv6_client_is_counted_by_its_64_prefix(own_user_app):
 def test_parallel_sign_ups_get_no_more_than_the_limit(own_user_app):
     app = own_user_app(signup_max_per_address=SIGN_UP_LIMIT, argon2_hash_wait_s=10)
     attempts = 12
-    barrier = threading.Barrier(attempts)
-    statuses: list[int] = []
-
-    def sign_up() -> None:
-        client = app.test_client()
-        barrier.wait()
-        statuses.append(sign_up_from(client, "203.0.113.10").status_code)
-
-    threads = [threading.Thread(target=sign_up) for _ in range(attempts)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = all_at_once(
+        attempts, lambda _: sign_up_from(app.test_client(), "203.0.113.10").status_code
+    )
     assert sorted(statuses) == [201] * SIGN_UP_LIMIT + [429] * (attempts - SIGN_UP_LIMIT)
 
 
