@@ -118,6 +118,24 @@ def test_a_customer_account_is_still_locked_whatever_the_address(client):
     assert_problem(login_from(client, {"REMOTE_ADDR": "198.51.100.99"}, username), 429)
 
 
+def logins_on_a_clock(
+    url: str, start: datetime, **overrides: object
+) -> tuple[Database, LoginService, list[datetime]]:
+    """A LoginService on a migrated database at `url`, on a clock the test moves (`clock[0]`)."""
+    upgrade_to_head(url, MIGRATIONS_DIR)
+    settings = user_settings(url, **overrides)
+    db = Database.from_url(url)
+    clock = [start]
+    service = LoginService(
+        db,
+        settings,
+        Passwords(settings),
+        TokenSigner.from_settings(settings),
+        clock=lambda: clock[0],
+    )
+    return db, service, clock
+
+
 class TestWindows:
     """On a clock of the test's own: a window ends and the count starts again, and expired
     throttles (each random username opens one) do not pile up without end."""
@@ -127,17 +145,7 @@ class TestWindows:
     @pytest.fixture
     def fresh(self, databases):
         url = databases.create("throttles")
-        upgrade_to_head(url, MIGRATIONS_DIR)
-        settings = user_settings(url)  # a 60 s window, 3 attempts
-        db = Database.from_url(url)
-        clock = [self.START]
-        service = LoginService(
-            db,
-            settings,
-            Passwords(settings),
-            TokenSigner.from_settings(settings),
-            clock=lambda: clock[0],
-        )
+        db, service, clock = logins_on_a_clock(url, self.START)  # a 60 s window, 3 attempts
         yield url, db, service, clock
         db.dispose()
 
@@ -212,21 +220,14 @@ class TestSlowDown:
 
     @pytest.fixture
     def slowed(self, databases):
-        url = databases.create("slowdown")
-        upgrade_to_head(url, MIGRATIONS_DIR)
         # A 60 s window; pauses of 2, 4, 8 s after the first, second, third failure; the
         # fourth locks the account until the window ends.
-        settings = user_settings(
-            url, login_max_failures=4, login_slowdown_after=1, login_slowdown_first_pause_s=2
-        )
-        db = Database.from_url(url)
-        clock = [self.START]
-        service = LoginService(
-            db,
-            settings,
-            Passwords(settings),
-            TokenSigner.from_settings(settings),
-            clock=lambda: clock[0],
+        db, service, clock = logins_on_a_clock(
+            databases.create("slowdown"),
+            self.START,
+            login_max_failures=4,
+            login_slowdown_after=1,
+            login_slowdown_first_pause_s=2,
         )
         yield db, service, clock
         db.dispose()
