@@ -22,7 +22,7 @@ from user_service.passwords import Passwords
 from user_service.repository import User, UserRepository, login_key
 from user_service.service import Clock
 from user_service.settings import UserSettings
-from user_service.throttles import Throttle, ThrottlePolicy, client_block, hashed_key
+from user_service.throttles import Attempt, Throttle, ThrottlePolicy, client_block, hashed_key
 from user_service.tokens import TokenSigner
 
 INVALID_CREDENTIALS = "Invalid username or password."
@@ -84,9 +84,9 @@ class LoginService:
         with self._db.transaction() as connection:
             user = UserRepository(connection).by_login(identifier)
         key = throttle_key(identifier, user, client_address)
-        self._throttle.charge(key, now)
+        attempt = self._throttle.charge(key, now)
         # Hashing is slow on purpose; no transaction is held open across it.
-        verified = self._check_password(key, user, password)
+        verified = self._check_password(attempt, user, password)
         if verified is None:
             raise Unauthorized(INVALID_CREDENTIALS)
         user = verified
@@ -95,7 +95,7 @@ class LoginService:
         token = self._signer.issue(subject=user.id, role=user.role, now=now)
         return IssuedToken(access_token=token, expires_in=self._signer.ttl_s)
 
-    def _check_password(self, key: str, user: User | None, password: str) -> User | None:
+    def _check_password(self, attempt: Attempt, user: User | None, password: str) -> User | None:
         """The user if the password is theirs; an unknown user costs the same hash."""
         try:
             if user is None:
@@ -105,7 +105,7 @@ class LoginService:
                 matches = self._passwords.verify(user.password_hash, password, reserved=privileged)
         except ServiceUnavailable:
             # Nothing was checked: the attempt must not count towards a lock-out.
-            self._throttle.refund(key)
+            self._throttle.refund(attempt)
             raise
         return user if matches else None
 

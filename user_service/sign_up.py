@@ -47,10 +47,10 @@ class SignUp:
         client_address: str | None,
     ) -> User:
         key = hashed_key(f"sign-up from {client_block(client_address)}")
-        self._throttle.charge(key, self._clock())
+        attempt = self._throttle.charge(key, self._clock())
         try:
             return self._users.register(username, email, password, phone)
         except ServiceUnavailable:
             # No hashing turn was free: nothing was made, so it must not count.
-            self._throttle.refund(key)
+            self._throttle.refund(attempt)
             raise

@@ -115,14 +115,22 @@ class ThrottleRepository:
             table.update().where(table.c.throttle_key == key).values(next_attempt_at=until)
         )
 
-    def refund(self, key: str) -> None:
-        """Takes back an attempt that was never checked (no hashing turn was free), with the
-        pause it set: it was let in, so no earlier pause was still running."""
+    def refund(self, key: str, attempt_id: str, window_ends_at: datetime) -> None:
+        """Takes back an admitted attempt that was never checked (no hashing turn was free),
+        if its window is still the current one; and the pause it set, unless a later attempt
+        has been let in since (whose pause stands)."""
         table = login_throttles
+        own_pause_ends = sa.case(
+            (table.c.last_attempt_id == attempt_id, sa.null()), else_=table.c.next_attempt_at
+        )
         self._db.execute(
             table.update()
-            .where(table.c.throttle_key == key, table.c.attempts > 0)
-            .values(attempts=table.c.attempts - 1, next_attempt_at=None)
+            .where(
+                table.c.throttle_key == key,
+                table.c.window_ends_at == window_ends_at,
+                table.c.attempts > 0,
+            )
+            .values(attempts=table.c.attempts - 1, next_attempt_at=own_pause_ends)
         )
 
     def clear(self, key: str) -> None:

@@ -37,6 +37,15 @@ class ThrottlePolicy:
     counted: str
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """An attempt a throttle let in: what a refund needs to take back exactly it."""
+
+    key: str
+    attempt_id: str
+    window_ends_at: datetime
+
+
 def hashed_key(subject: str) -> str:
     """A throttle's key: fixed width, and never what a client typed."""
     return hashlib.sha256(subject.encode()).hexdigest()
@@ -63,10 +72,11 @@ class Throttle:
         self._db = db
         self._policy = policy
 
-    def charge(self, key: str, now: datetime) -> None:
+    def charge(self, key: str, now: datetime) -> Attempt:
         """Counts this attempt, or raises TooManyRequests: the key's pause has not ended
         (nothing counted), or the window's attempts are used up."""
-        charge = self._count_attempt(key, now)
+        attempt_id = uuid.uuid4().hex
+        charge = self._count_attempt(key, now, attempt_id)
         if charge.opened_the_window:
             self.prune(now, at_most=PRUNE_PER_NEW_WINDOW)
         if not charge.admitted:
@@ -80,6 +90,7 @@ class Throttle:
                 f"Too many {self._policy.counted}; try again later.",
                 retry_after_s=math.ceil((charge.window_ends_at - now).total_seconds()),
             )
+        return Attempt(key, attempt_id, charge.window_ends_at)
 
     def _pause_after(
         self, attempts: int, now: datetime, window_ends_at: datetime
@@ -98,9 +109,12 @@ class Throttle:
         pause_s = min(policy.first_pause_s * 2.0 ** min(beyond, 64), policy.window.total_seconds())
         return min(now + timedelta(seconds=pause_s), window_ends_at)
 
-    def refund(self, key: str) -> None:
+    def refund(self, attempt: Attempt) -> None:
+        """Takes back an attempt whose work never ran (no hashing turn was free)."""
         with self._db.transaction() as connection:
-            ThrottleRepository(connection).refund(key)
+            ThrottleRepository(connection).refund(
+                attempt.key, attempt.attempt_id, attempt.window_ends_at
+            )
 
     def clear(self, key: str) -> None:
         with self._db.transaction() as connection:
@@ -122,7 +136,7 @@ class Throttle:
     # Concurrent upserts of one new key can deadlock on InnoDB's insert locks; the loser
     # simply runs again.
     @retry_on_deadlock
-    def _count_attempt(self, key: str, now: datetime) -> Charge:
+    def _count_attempt(self, key: str, now: datetime, attempt_id: str) -> Charge:
         """Charges the attempt and, if it was let in, sets the pause its failure would earn,
         in one transaction: the next attempt on any worker sees the pause."""
         with self._db.transaction() as connection:
@@ -131,7 +145,7 @@ class Throttle:
                 key,
                 now=now,
                 window_ends_if_new=now + self._policy.window,
-                attempt_id=uuid.uuid4().hex,
+                attempt_id=attempt_id,
             )
             if charge.admitted:
                 until = self._pause_after(charge.attempts, now, charge.window_ends_at)

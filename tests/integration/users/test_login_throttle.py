@@ -21,7 +21,7 @@ from user_service.cli import cli
 from user_service.login import LoginService
 from user_service.passwords import Passwords
 from user_service.throttle_repository import login_throttles
-from user_service.throttles import PRUNE_PER_NEW_WINDOW
+from user_service.throttles import PRUNE_PER_NEW_WINDOW, Throttle, ThrottlePolicy
 from user_service.tokens import TokenSigner
 
 ATTACKER = {"REMOTE_ADDR": "203.0.113.7"}
@@ -318,3 +318,62 @@ def test_an_attempt_no_hashing_turn_was_free_for_leaves_no_pause(own_user_app):
     # Had the unchecked attempt counted, this one would wait 60 s.
     assert login(client, username, "wrong-password").status_code == 401
     assert_problem(login(client, username), 429)
+
+
+class TestRefund:
+    """A refund takes back exactly the attempt whose hash never ran, on a clock of the test's
+    own: never a later attempt's pause, never a count of a window opened since."""
+
+    START = datetime(2026, 1, 1, tzinfo=UTC)
+    POLICY = ThrottlePolicy(
+        max_attempts=5,
+        window=timedelta(seconds=60),
+        slowdown_after=1,
+        first_pause_s=2,
+        counted="failed logins",
+    )
+
+    @pytest.fixture
+    def throttle(self, databases):
+        url = databases.create("refunds")
+        upgrade_to_head(url, MIGRATIONS_DIR)
+        db = Database.from_url(url)
+        yield db, Throttle(db, self.POLICY)
+        db.dispose()
+
+    @staticmethod
+    def row(db: Database, key: str) -> tuple[int, datetime | None]:
+        with db.transaction() as connection:
+            found = connection.execute(
+                sa.select(login_throttles.c.attempts, login_throttles.c.next_attempt_at).where(
+                    login_throttles.c.throttle_key == key
+                )
+            ).one()
+        return found.attempts, found.next_attempt_at
+
+    def test_a_late_refund_keeps_the_pause_of_an_attempt_let_in_since(self, throttle):
+        db, throttle = throttle
+        key = unique()
+        unchecked = throttle.charge(key, self.START)  # its hash will not run; a 2 s pause
+        later = self.START + timedelta(seconds=2)
+        throttle.charge(key, later)  # let in after that pause: a 4 s pause of its own
+        throttle.refund(unchecked)
+        assert self.row(db, key) == (1, later + timedelta(seconds=4))
+
+    def test_a_refund_leaves_a_window_opened_since_alone(self, throttle):
+        db, throttle = throttle
+        key = unique()
+        unchecked = throttle.charge(key, self.START)
+        next_window = self.START + timedelta(seconds=61)
+        throttle.charge(key, next_window)
+        throttle.refund(unchecked)
+        assert self.row(db, key) == (1, next_window + timedelta(seconds=2))
+
+    def test_a_refund_of_the_last_attempt_takes_back_its_count_and_pause(self, throttle):
+        db, throttle = throttle
+        key = unique()
+        throttle.charge(key, self.START)
+        later = self.START + timedelta(seconds=2)
+        unchecked = throttle.charge(key, later)
+        throttle.refund(unchecked)
+        assert self.row(db, key) == (1, None)
