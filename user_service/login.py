@@ -97,16 +97,12 @@ class LoginService:
 
     def _check_password(self, attempt: Attempt, user: User | None, password: str) -> User | None:
         """The user if the password is theirs; an unknown user costs the same hash."""
-        try:
+        with self._throttle.refunded_if_unavailable(attempt):
             if user is None:
                 matches = self._passwords.verify(self._decoy_hash, password)
             else:
                 privileged = user.role in PRIVILEGED_ROLES
                 matches = self._passwords.verify(user.password_hash, password, reserved=privileged)
-        except ServiceUnavailable:
-            # Nothing was checked: the attempt must not count towards a lock-out.
-            self._throttle.refund(attempt)
-            raise
         return user if matches else None
 
     def _upgrade_hash_if_stale(self, user: User, password: str, now: datetime) -> None:

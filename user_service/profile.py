@@ -10,14 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from common.auth import Principal, require_own_account
 from common.db import Database, utcnow
-from common.errors import (
-    Conflict,
-    NotFound,
-    ServiceUnavailable,
-    Unauthorized,
-    Unprocessable,
-    field_error,
-)
+from common.errors import Conflict, NotFound, Unauthorized, Unprocessable, field_error
 from user_service.login import login_throttle, throttle_key
 from user_service.passwords import Passwords
 from user_service.repository import ProfileChanges, User, UserRepository
@@ -83,12 +76,8 @@ class ProfileEditor:
             return None
         key = throttle_key(user.username or "", user, client_address=None)
         attempt = self._throttle.charge(key, self._clock())
-        try:
+        with self._throttle.refunded_if_unavailable(attempt):
             matches = self._passwords.verify(user.password_hash, current_password)
-        except ServiceUnavailable:
-            # Nothing was checked: the attempt must not count towards a lock-out.
-            self._throttle.refund(attempt)
-            raise
         if not matches:
             raise Unauthorized(CURRENT_CREDENTIALS_WRONG)
         self._throttle.clear(key)

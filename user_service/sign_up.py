@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from common.db import Database, utcnow
-from common.errors import ServiceUnavailable
 from user_service.repository import User
 from user_service.service import Clock, UserService
 from user_service.settings import UserSettings
@@ -48,9 +47,5 @@ class SignUp:
     ) -> User:
         key = hashed_key(f"sign-up from {client_block(client_address)}")
         attempt = self._throttle.charge(key, self._clock())
-        try:
+        with self._throttle.refunded_if_unavailable(attempt):
             return self._users.register(username, email, password, phone)
-        except ServiceUnavailable:
-            # No hashing turn was free: nothing was made, so it must not count.
-            self._throttle.refund(attempt)
-            raise

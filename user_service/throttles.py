@@ -13,11 +13,13 @@ import hashlib
 import ipaddress
 import math
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from common.db import Database, retry_on_deadlock
-from common.errors import TooManyRequests
+from common.errors import ServiceUnavailable, TooManyRequests
 from user_service.throttle_repository import Charge, ThrottleRepository
 
 # Expired throttles deleted by each attempt that opens a window (a new row, at most one). With
@@ -109,8 +111,19 @@ class Throttle:
         pause_s = min(policy.first_pause_s * 2.0 ** min(beyond, 64), policy.window.total_seconds())
         return min(now + timedelta(seconds=pause_s), window_ends_at)
 
+    @contextmanager
+    def refunded_if_unavailable(self, attempt: Attempt) -> Iterator[None]:
+        """Runs the attempt's work (a hash); if no hashing turn was free (503), nothing was
+        checked or made, so the attempt must not count: it is taken back, and the 503 goes
+        on to the client."""
+        try:
+            yield
+        except ServiceUnavailable:
+            self.refund(attempt)
+            raise
+
     def refund(self, attempt: Attempt) -> None:
-        """Takes back an attempt whose work never ran (no hashing turn was free)."""
+        """Takes back an attempt whose work never ran."""
         with self._db.transaction() as connection:
             ThrottleRepository(connection).refund(
                 attempt.key, attempt.attempt_id, attempt.window_ends_at

@@ -269,3 +269,23 @@ class TestPasswordChangedMeanwhile:
         assert (
             client.get(f"/api/v1/users/{user_id}", headers=auth(token)).get_json()["phone"] is None
         )
+
+
+def test_a_current_password_no_hashing_turn_was_free_for_does_not_count(own_user_app):
+    """Nothing was checked, so the attempt leaves no count and no pause (here the first
+    failure would pause the account for a minute)."""
+    app = own_user_app(
+        login_slowdown_after=1,
+        login_slowdown_first_pause_s=60,
+        argon2_max_concurrent_hashes=1,
+        argon2_hash_wait_s=0.2,
+    )
+    client = app.test_client()
+    username = unique()
+    user_id = register(client, username).get_json()["id"]
+    token = login(client, username).get_json()["accessToken"]
+    wrong = {"phone": "+14155550123", "currentPassword": "not-it-at-all"}
+    with app.extensions["passwords"].hashing_slot():
+        assert_problem(patch(client, user_id, token, wrong), 503)
+    assert_problem(patch(client, user_id, token, wrong), 401)
+    assert_problem(patch(client, user_id, token, wrong), 429)
