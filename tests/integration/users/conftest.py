@@ -15,6 +15,16 @@ from user_service.settings import UserSettings
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 
 
+# One hashing turn, given up on quickly, and a minute's pause after the first failed login: an
+# attempt turned away for want of a turn (503) shows whether it was counted.
+ONE_TURN_AND_A_PAUSE_AFTER_ONE_FAILURE: dict[str, object] = {
+    "login_slowdown_after": 1,
+    "login_slowdown_first_pause_s": 60,
+    "argon2_max_concurrent_hashes": 1,
+    "argon2_hash_wait_s": 0.2,
+}
+
+
 def user_settings(database_url: str, **overrides: object) -> UserSettings:
     values: dict[str, object] = {
         "database_url": database_url,

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from common.db import Database
 from common.errors import TooManyRequests, Unauthorized
 from common.migrations import upgrade_to_head
-from tests.integration.users.conftest import user_settings
+from tests.integration.users.conftest import ONE_TURN_AND_A_PAUSE_AFTER_ONE_FAILURE, user_settings
 from tests.integration.users.test_user_api import assert_problem, login, register, unique
 from tests.support.parallel import all_at_once
 from user_service.app import MIGRATIONS_DIR
@@ -304,12 +304,7 @@ def test_parallel_guesses_inside_a_pause_are_all_refused(own_user_app):
 
 
 def test_an_attempt_no_hashing_turn_was_free_for_leaves_no_pause(own_user_app):
-    app = own_user_app(
-        login_slowdown_after=1,
-        login_slowdown_first_pause_s=60,
-        argon2_max_concurrent_hashes=1,
-        argon2_hash_wait_s=0.2,
-    )
+    app = own_user_app(**ONE_TURN_AND_A_PAUSE_AFTER_ONE_FAILURE)
     client = app.test_client()
     username = unique()
     register(client, username)

@@ -10,7 +10,7 @@ from werkzeug.test import TestResponse
 
 from common.auth import Principal
 from common.errors import Unauthorized
-from tests.integration.users.conftest import user_settings
+from tests.integration.users.conftest import ONE_TURN_AND_A_PAUSE_AFTER_ONE_FAILURE, user_settings
 from tests.integration.users.test_user_api import (
     assert_problem,
     auth,
@@ -274,12 +274,7 @@ class TestPasswordChangedMeanwhile:
 def test_a_current_password_no_hashing_turn_was_free_for_does_not_count(own_user_app):
     """Nothing was checked, so the attempt leaves no count and no pause (here the first
     failure would pause the account for a minute)."""
-    app = own_user_app(
-        login_slowdown_after=1,
-        login_slowdown_first_pause_s=60,
-        argon2_max_concurrent_hashes=1,
-        argon2_hash_wait_s=0.2,
-    )
+    app = own_user_app(**ONE_TURN_AND_A_PAUSE_AFTER_ONE_FAILURE)
     client = app.test_client()
     username = unique()
     user_id = register(client, username).get_json()["id"]
