@@ -13,8 +13,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from prometheus_client import start_http_server
 
 from common.db import Database
 from common.logs import configure_logging
+from common.upkeep import UpkeepStep
 from order_service.app import event_queue, order_service
 from order_service.heartbeat import MAX_AGE_S, beat
 from order_service.outbox import OutboxRelay
@@ -143,25 +142,6 @@ class Worker:
                 beat(Path(self._settings.worker_heartbeat_file))
             except OSError as exc:
                 log.warning("heartbeat_not_written", error=str(exc))
-
-
-@dataclass
-class UpkeepStep:
-    """One upkeep chore on its own schedule; due at once, then every `every_s`."""
-
-    name: str
-    every_s: float
-    run: Callable[[], None]
-    due_at: float = 0.0
-
-    def run_if_due(self, now: float) -> None:
-        if now < self.due_at:
-            return
-        self.due_at = now + self.every_s
-        try:
-            self.run()
-        except Exception as exc:
-            log.warning("upkeep_failed", step=self.name, error=str(exc))
 
 
 class _Backoff:

@@ -9,6 +9,8 @@ import click
 
 from common.cli import service_cli
 from common.db import Database
+from common.logs import configure_logging
+from common.upkeep import UpkeepStep
 from product_service.app import MIGRATIONS_DIR
 from product_service.reservation_pruning import prune_released_reservations
 from product_service.settings import ProductSettings
@@ -23,7 +25,7 @@ cli = service_cli("product_service", lambda: ProductSettings().database_url, MIG
     type=click.FloatRange(min=1),
     default=None,
     help="Keep running, pruning every this many seconds (`make run`, compose); a failed "
-    "round is reported and the next one tries again. Without it: one round.",
+    "round is logged and the next one tries again. Without it: one round.",
 )
 def prune_reservations(every_s: float | None) -> None:
     """Delete released reservation lines older than RELEASED_RESERVATION_RETENTION_HOURS."""
@@ -34,12 +36,11 @@ def prune_reservations(every_s: float | None) -> None:
         if every_s is None:
             _prune_round(db, retention)
             return
+        configure_logging("product_pruner", settings.log_level)
+        step = UpkeepStep("prune_reservations", every_s, lambda: _prune_round(db, retention))
         while True:
-            try:
-                _prune_round(db, retention)
-            except Exception as exc:  # the database away, say: the next round tries again
-                click.echo(f"product_service: pruning failed, next round in {every_s:g}s: {exc!r}")
-            time.sleep(every_s)
+            step.run_if_due(time.monotonic())
+            time.sleep(max(0.0, step.due_at - time.monotonic()))
     finally:
         db.dispose()
 

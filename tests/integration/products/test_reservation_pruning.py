@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -147,8 +148,10 @@ def test_the_command_keeps_pruning_every_round(product_db, product_db_url):
 def test_a_failed_round_does_not_stop_the_next():
     process = pruner("mysql+pymysql://root@127.0.0.1:9/nowhere")  # nothing listens there
     try:
-        lines_until(process, "pruning failed, next round in 1s", 2)
+        failures = lines_until(process, '"upkeep_failed"', 2)
         assert process.poll() is None
+        reported = [json.loads(line) for line in failures if '"upkeep_failed"' in line]
+        assert [entry["step"] for entry in reported] == ["prune_reservations"] * 2
     finally:
         process.terminate()
         process.wait(timeout=10)
