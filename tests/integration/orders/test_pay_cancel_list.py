@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
 from common.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
-from order_service.orders_repository import OrderFilter
+from order_service.orders_repository import OrderFilter, OrderRepository
 from order_service.tables import outbox
 from tests.integration.orders.conftest import (
     ADMIN,
@@ -63,6 +64,26 @@ def test_pay_reads_and_locks_the_order_with_its_items_in_one_statement(
     assert [(line.product_id, line.quantity) for line in paid.items] == sorted(
         [(first, 1), (second, 2)]
     )
+
+
+def test_orders_are_read_with_their_items_in_one_statement(orders, new_product, order_db):
+    """A page, and the expiry's claim, carry each order's items in its own row: the items
+    read back are the items placed (prices exact, names as given, ordered by product)."""
+    cheap = new_product(price="0.05", name='Zoë\'s crème brûlée, 1 "portion"')
+    dear, even = new_product(price="99999.99"), new_product(price="10.00")
+    placed = orders.place_order(order_of((dear, 3), (cheap, 1), (even, 2)), OTHER_CUSTOMER).order
+    with statements_run(order_db) as seen:
+        page = orders.list_orders(OTHER_CUSTOMER, OrderFilter(), None, 1000)
+    assert len(seen) == 1, [statement for statement, _ in seen]
+    [listed] = [order for order in page if order.id == placed.id]
+    assert listed.items == placed.items
+    assert [line.product_id for line in listed.items] == sorted([cheap, dear, even])
+    assert {line.price for line in listed.items} == {Decimal("0.05"), Decimal("99999.99"), 10}
+    with order_db.engine.connect() as connection:
+        claimed = OrderRepository(connection).begin_expiries(listed.expires_at, limit=1000)
+        connection.rollback()  # only reading what the worker would claim
+    [due] = [order for order in claimed if order.id == placed.id]
+    assert due.items == placed.items
 
 
 def test_cancel_releases_stock_exactly_once(orders, pending, order_db, catalog, product_db):
@@ -221,6 +242,11 @@ def test_newest_first_pages_read_an_index_backwards_without_sorting(
                 row._asdict()
                 for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
             ]
-            assert len(rows) == 1, rows
-            assert "filesort" not in str(rows[0]["Extra"]), rows
-            assert rows[0]["key"] is not None, rows
+            page, *items = rows
+            assert page["table"] == "orders", rows
+            assert "filesort" not in str(page["Extra"]), rows
+            assert page["key"] is not None, rows
+            # Each order's items: one lookup by the items' primary key (order_id first).
+            assert [(i["select_type"], i["type"], i["key"]) for i in items] == [
+                ("DEPENDENT SUBQUERY", "ref", "PRIMARY")
+            ], rows
