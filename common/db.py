@@ -38,6 +38,9 @@ POOL_TIMEOUT_S = 10.0
 LOCK_WAIT_TIMEOUT_S = 5
 READ_TIMEOUT_S = 15.0
 WRITE_TIMEOUT_S = 15.0
+# The longest value a statement may aggregate (GROUP_CONCAT, JSON_ARRAYAGG on MariaDB); an
+# order's items, the largest, take under 100 KiB.
+AGGREGATE_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -101,10 +104,14 @@ def _mysql_connect_args(deadlines: Deadlines) -> dict[str, Any]:
         "write_timeout": deadlines.write_timeout_s,
         "charset": "utf8mb4",
         # Both lock waits (InnoDB's row locks, the server's metadata locks, whose default is a
-        # year) end before the driver's read timeout would.
+        # year) end before the driver's read timeout would. MariaDB cuts an aggregated JSON
+        # value (an order's items, read in one column) at group_concat_max_len, silently, and
+        # a server may be set as low as MySQL's 1024 bytes: the session's is set far above the
+        # largest such value.
         "init_command": (
             f"SET SESSION innodb_lock_wait_timeout = {lock_wait_s}, "
-            f"lock_wait_timeout = {lock_wait_s}"
+            f"lock_wait_timeout = {lock_wait_s}, "
+            f"group_concat_max_len = {AGGREGATE_MAX_BYTES}"
         ),
     }
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from common.db import Deadlines, create_db_engine, is_retryable_conflict
+from common.db import AGGREGATE_MAX_BYTES, Deadlines, create_db_engine, is_retryable_conflict
 from tests.support.greenlets import run_patched
 
 
@@ -51,6 +51,17 @@ def test_a_connection_used_moments_ago_is_not_pinged(mysql_url):
     with pytest.raises(sa.exc.OperationalError):
         connection_id(engine)
     assert connection_id(engine) != killed
+    engine.dispose()
+
+
+def test_every_connection_aggregates_values_as_long_as_an_order_needs(mysql_url):
+    """Whatever the server's own group_concat_max_len (MySQL's default is 1024 bytes), each
+    session allows the engine's: an order's items, read as one aggregated value on MariaDB,
+    are never cut short."""
+    engine = create_db_engine(mysql_url, pool_size=1)
+    with engine.connect() as connection:
+        allowed = connection.exec_driver_sql("SELECT @@SESSION.group_concat_max_len").scalar()
+    assert allowed == AGGREGATE_MAX_BYTES
     engine.dispose()
 
 

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from common.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
+from order_service.api import MAX_ITEMS
 from order_service.orders_repository import OrderFilter, OrderRepository
 from order_service.tables import outbox
 from tests.integration.orders.conftest import (
@@ -84,6 +85,19 @@ def test_orders_are_read_with_their_items_in_one_statement(orders, new_product, 
         connection.rollback()  # only reading what the worker would claim
     [due] = [order for order in claimed if order.id == placed.id]
     assert due.items == placed.items
+
+
+def test_an_order_of_the_most_items_with_the_longest_names_is_read_whole(
+    orders, new_product, order_db
+):
+    name = "ü" * 198 + '\\"'  # 200 characters, each of them longer once in JSON or UTF-8
+    lines = [(new_product(stock=5, name=name), 1) for _ in range(MAX_ITEMS)]
+    placed = orders.place_order(order_of(*lines), OTHER_CUSTOMER).order
+    page = orders.list_orders(OTHER_CUSTOMER, OrderFilter(), None, 1000)
+    [listed] = [order for order in page if order.id == placed.id]
+    assert len(listed.items) == MAX_ITEMS
+    assert listed.items == placed.items
+    assert {line.name for line in listed.items} == {name}
 
 
 def test_cancel_releases_stock_exactly_once(orders, pending, order_db, catalog, product_db):
