@@ -243,6 +243,63 @@ def _container(workload: dict[str, Any]) -> dict[str, Any]:
     return dict(containers[0])
 
 
+def signing_key(name: str) -> set[str]:
+    return {"user-service-signing-key"} if name == "user-service" else set()
+
+
+def _pod(workload: dict[str, Any]) -> dict[str, Any]:
+    spec = workload["spec"]
+    template = (
+        spec["jobTemplate"]["spec"]["template"] if "jobTemplate" in spec else spec["template"]
+    )
+    return dict(template["spec"])
+
+
+def _secret_files(workload: dict[str, Any]) -> dict[str, set[str]]:
+    """Each Secret the workload's container reads, and the *_FILE variables naming its files.
+    Every such variable must name a file of a Secret mounted read-only, owner root and group
+    the pod's (0440): a Secret's value is never in a process's environment."""
+    pod, container = _pod(workload), _container_of_pod(_pod(workload))
+    volumes = {v["name"]: v["secret"] for v in pod.get("volumes", []) if "secret" in v}
+    mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+    read: dict[str, set[str]] = {}
+    for entry in container.get("env", []):
+        if not entry["name"].endswith("_FILE"):
+            continue
+        directory, key = entry["value"].rsplit("/", 1)
+        mount = mounts[directory]
+        assert mount["readOnly"] is True, entry
+        secret = volumes[mount["name"]]
+        assert secret["defaultMode"] == 0o440, secret
+        assert key in {i["key"] for i in secret.get("items", [{"key": key}])}, (entry, secret)
+        read.setdefault(secret["secretName"], set()).add(entry["name"])
+    return read
+
+
+def _container_of_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    (container,) = pod["containers"]
+    return dict(container)
+
+
+def test_k8s_secrets_reach_every_workload_as_files_only():
+    """No Shop container gets a Secret through its environment (envFrom or secretKeyRef): each
+    reads its Secrets' keys as files, by the *_FILE variables its settings know, and mounts
+    only the Secrets it reads."""
+    workloads = {**_base("Deployment"), **_base("Job"), **_base("CronJob")}
+    package_of = {"order-relay": "order_service", "product-service-prune": "product_service"}
+    for name, workload in workloads.items():
+        pod, container = _pod(workload), _container_of_pod(_pod(workload))
+        assert not [e for e in container.get("envFrom", []) if "secretRef" in e], name
+        assert "secretKeyRef" not in yaml.safe_dump(container.get("env", [])), name
+        files = _secret_files(workload)
+        mounted = {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+        assert mounted == set(files), name
+        package = package_of.get(name) or name.removesuffix("-migrate").replace("-", "_")
+        _assert_read_by(package, {variable for names in files.values() for variable in names})
+        database_url = f"{package.removesuffix('_service').upper()}_DATABASE_URL_FILE"
+        assert database_url in files[f"{package.replace('_', '-')}-secrets"], name
+
+
 def test_k8s_base_http_services():
     deployments, services = _base("Deployment"), _base("Service")
     pdbs, hpas, jobs = _base("PodDisruptionBudget"), _base("HorizontalPodAutoscaler"), _base("Job")
@@ -256,15 +313,11 @@ def test_k8s_base_http_services():
         resources = container["resources"]
         assert resources["requests"] and resources["limits"]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
-        secrets = [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e]
-        assert secrets == [f"{name}-secrets"]
-        job_secrets = [
-            e["secretRef"]["name"]
-            for e in _container(jobs[f"{name}-migrate"])["envFrom"]
-            if "secretRef" in e
-        ]
-        accounts = ["user-service-accounts"] if name == "user-service" else []
-        assert job_secrets == [f"{name}-secrets", *accounts]
+        assert set(_secret_files(deployments[name])) == {f"{name}-secrets"} | signing_key(name)
+        accounts = {"user-service-accounts"} if name == "user-service" else set()
+        assert set(_secret_files(jobs[f"{name}-migrate"])) == {
+            f"{name}-secrets"
+        } | accounts | signing_key(name)
         # Selectors name the HTTP pods only: the migration Job's pods share the name label.
         http_pods = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "http"}
         assert deployments[name]["spec"]["selector"]["matchLabels"] == http_pods
@@ -295,8 +348,11 @@ def test_k8s_signing_key_is_a_file_only_the_service_group_reads():
         pod = workload["spec"]["template"]["spec"]
         container = _container(workload)
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
-        (volume,) = [v for v in pod["volumes"] if "secret" in v]
-        assert volume["secret"]["secretName"] == "user-service-signing-key"
+        (volume,) = [
+            v
+            for v in pod["volumes"]
+            if v.get("secret", {}).get("secretName") == "user-service-signing-key"
+        ]
         # Owner root, group the pod's fsGroup (the service's 10001): never world-readable.
         assert volume["secret"]["defaultMode"] == 0o440
         assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]

@@ -117,6 +117,25 @@ def test_the_database_password_goes_into_the_url_escaped(monkeypatch, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("settings", "variable"),
+    [
+        (UserSettings, "USER_DATABASE_URL"),
+        (ProductSettings, "PRODUCT_DATABASE_URL"),
+        (OrderSettings, "ORDER_DATABASE_URL"),
+    ],
+)
+def test_a_database_url_with_its_password_is_read_from_its_file(
+    monkeypatch, tmp_path, settings, variable
+):
+    """How the Kubernetes pods get it: a Secret's key mounted as a file, named by *_FILE."""
+    secret = tmp_path / variable
+    secret.write_text(f"mysql+pymysql://shop:{GOOD}@db:3306/shop\n")
+    monkeypatch.setenv(f"{variable}_FILE", str(secret))
+    url = sa.make_url(settings().database_url)
+    assert (url.username, url.password, url.host) == ("shop", GOOD, "db")
+
+
 def test_the_jwt_key_file_stays_a_path_setting(monkeypatch, tmp_path):
     """JWT_PRIVATE_KEY_FILE is a setting of its own (a path read when signing starts), not the
     file form of JWT_PRIVATE_KEY, so both never clash."""
