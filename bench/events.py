@@ -6,6 +6,8 @@ import json
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -21,12 +23,26 @@ class EventDrain:
     """`fill_wait_s`: after a receive that was not full, wait this long before the next, so
     events accumulate into full batches. A downstream does this to spend one receive and one
     delete per 10 events; here it also keeps the consumer from taking the CPU that the system
-    under test shares with it. The relay lag is measured where events are sent, not here."""
+    under test shares with it. The relay lag is measured where events are sent, not here.
 
-    def __init__(self, endpoint: str, *, threads: int = 2, fill_wait_s: float = 0.5) -> None:
+    `paused()`: no receive starts inside the block. A downstream consumer runs on machines of
+    its own, so while a slice is measured the events wait on the queue (SQS keeps them) and
+    the consumer takes none of the CPU the system shares with it; they are consumed after."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        threads: int = 2,
+        fill_wait_s: float = 0.5,
+        queue_name: str = QUEUE_NAME,
+    ) -> None:
         self._sqs = local_sqs_client(endpoint)
-        self._queue_url = self._sqs.get_queue_url(QueueName=QUEUE_NAME)["QueueUrl"]
+        self._queue_url = self._sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
         self._stop = threading.Event()
+        # Set while receiving is allowed; cleared inside `paused()`.
+        self._running = threading.Event()
+        self._running.set()
         self._fill_wait_s = fill_wait_s
         self._lock = threading.Lock()
         self.by_event_id: dict[str, dict[str, Any]] = {}
@@ -47,8 +63,21 @@ class EventDrain:
         for thread in self._threads:
             thread.join(timeout=5)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """A receive already on its way finishes; no other starts until the block ends."""
+        self._running.clear()
+        try:
+            yield
+        finally:
+            # Quiet is counted from here: the events that waited are still to be received.
+            self.last_received_at = time.monotonic()
+            self._running.set()
+
     def _drain(self) -> None:
         while not self._stop.is_set():
+            if not self._running.wait(timeout=0.5):
+                continue
             try:
                 if self._receive_batch() < _FULL_BATCH:
                     self._stop.wait(self._fill_wait_s)
