@@ -133,22 +133,6 @@ _CANCEL_EACH = (
     .where(orders.c.id.in_(sa.bindparam("order_ids", expanding=True)))
     .values(status=CANCELLED, updated_at=sa.bindparam("now"), expires_at=None)
 )
-# One order with its items in one round trip: a row per item (one with NULL item columns for
-# an order without items). Locking it locks its items' rows too, which nothing else locks.
-# Unordered: an ORDER BY here costs MariaDB a temporary table and a sort for a few rows, which
-# `get` sorts itself.
-_ORDER_WITH_ITEMS_BY_ID = (
-    sa.select(
-        orders,
-        order_items.c.product_id.label("item_product_id"),
-        order_items.c.quantity.label("item_quantity"),
-        order_items.c.price.label("item_price"),
-        order_items.c.name.label("item_name"),
-    )
-    .select_from(orders.outerjoin(order_items, order_items.c.order_id == orders.c.id))
-    .where(orders.c.id == sa.bindparam("order_id"))
-)
-_ORDER_WITH_ITEMS_BY_ID_FOR_UPDATE = _ORDER_WITH_ITEMS_BY_ID.with_for_update()
 _ITEM = order_items.alias("item")
 
 
@@ -172,6 +156,15 @@ def _items_in_one_column(aggregate: Callable[..., sa.ColumnElement[Any]]) -> sa.
 _ORDERS_WITH_ITEMS = {
     "mysql": sa.select(orders, _items_in_one_column(sa.func.json_arrayagg)),
     "sqlite": sa.select(orders, _items_in_one_column(sa.func.json_group_array)),
+}
+# One order with its items (pay, cancel, get). Locking it locks the order's row, the one a pay,
+# a cancel and the expiry's claim contend for; nothing locks item rows.
+_ORDER_BY_ID = {
+    dialect: select.where(orders.c.id == sa.bindparam("order_id"))
+    for dialect, select in _ORDERS_WITH_ITEMS.items()
+}
+_ORDER_BY_ID_FOR_UPDATE = {
+    dialect: select.with_for_update() for dialect, select in _ORDER_BY_ID.items()
 }
 
 
@@ -243,19 +236,11 @@ class OrderRepository:
         )
 
     def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
-        query = _ORDER_WITH_ITEMS_BY_ID_FOR_UPDATE if for_update else _ORDER_WITH_ITEMS_BY_ID
-        rows = self._db.execute(query, {"order_id": order_id}).all()
-        if not rows:
-            return None
-        items = sorted(
-            (
-                _line_of(row.item_product_id, row.item_quantity, row.item_price, row.item_name)
-                for row in rows
-                if row.item_product_id is not None
-            ),
-            key=lambda line: line.product_id,
+        statements = _ORDER_BY_ID_FOR_UPDATE if for_update else _ORDER_BY_ID
+        found = _orders_of(
+            self._db.execute(statements[self._db.dialect.name], {"order_id": order_id})
         )
-        return _order_of(rows[0], tuple(items))
+        return found[0] if found else None
 
     def page(self, where: OrderFilter, before_id: str | None, limit: int) -> list[Order]:
         """Newest first: ids are UUIDv7, so descending id is descending creation, and a page
