@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
+from common.db import utcnow
 from common.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
+from common.ids import new_id
 from order_service.api import MAX_ITEMS
-from order_service.orders_repository import OrderFilter, OrderRepository
-from order_service.tables import outbox
+from order_service.orders_repository import (
+    MAX_ITEM_LINE_CHARS,
+    PENDING,
+    Order,
+    OrderFilter,
+    OrderLine,
+    OrderRepository,
+)
+from order_service.tables import order_items, outbox
 from tests.integration.orders.conftest import (
     ADMIN,
     CUSTOMER,
@@ -98,6 +109,58 @@ def test_an_order_of_the_most_items_with_the_longest_names_is_read_whole(
     assert len(listed.items) == MAX_ITEMS
     assert listed.items == placed.items
     assert {line.name for line in listed.items} == {name}
+
+
+def test_the_longest_item_line_is_read_whole(order_db):
+    """Each line is read as text of at most MAX_ITEM_LINE_CHARS: one at every column's limit,
+    its name 200 characters that JSON escapes to two each, comes back exactly as written."""
+    name = ('"\\\t\n' * 50)[:200]
+    line = OrderLine(str(uuid.uuid4()), 2**31 - 1, Decimal("9999999999.99"), name)
+    now = utcnow()
+    order = Order(new_id(), CUSTOMER.user_id, PENDING, line.price, new_id(), (line,), now, now)
+    with order_db.transaction() as connection:
+        OrderRepository(connection).add_each([order])
+    with order_db.transaction() as connection:
+        read = OrderRepository(connection).get(order.id)
+    assert read is not None and read.items == (line,)
+    with order_db.transaction() as connection:
+        longest = connection.execute(
+            sa.select(sa.func.length(_ITEM_LINE_TEXT)).where(order_items.c.order_id == order.id)
+        ).scalar_one()
+    assert 470 <= longest <= MAX_ITEM_LINE_CHARS, longest
+
+
+_ITEM_LINE_TEXT = sa.func.json_array(
+    order_items.c.product_id,
+    order_items.c.quantity,
+    sa.cast(order_items.c.price, sa.String),
+    order_items.c.name,
+)
+
+
+def test_no_read_of_orders_makes_a_work_table_on_disk(orders, pending, order_db):
+    """MariaDB puts an aggregate's work table on disk when a value is typed longer than 512
+    characters (see MAX_ITEM_LINE_CHARS): an order by id, a page and the expiry's claim.
+    (SQLite has no such tables; there the reads are only checked to find the order.)"""
+    order, _ = pending()
+    reads: dict[str, Callable[[OrderRepository], object]] = {
+        "by id": lambda repository: repository.get(order.id, for_update=True),
+        "page": lambda repository: repository.page(OrderFilter(user_id=CUSTOMER.user_id), None, 20),
+        "expiry's claim": lambda repository: repository.begin_expiries(order.expires_at, 10),
+    }
+    for name, read in reads.items():
+        with order_db.engine.connect() as connection:
+            before = _disk_tables(connection)
+            assert read(OrderRepository(connection)), name
+            assert _disk_tables(connection) == before, name
+            connection.rollback()
+
+
+def _disk_tables(connection: sa.Connection) -> int:
+    if connection.dialect.name == "sqlite":
+        return 0
+    status = connection.exec_driver_sql("SHOW SESSION STATUS LIKE 'Created_tmp_disk_tables'")
+    return int(status.one()[1])
 
 
 def test_cancel_releases_stock_exactly_once(orders, pending, order_db, catalog, product_db):
