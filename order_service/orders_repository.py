@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -136,31 +136,30 @@ _CANCEL_EACH = (
 _ITEM = order_items.alias("item")
 
 
-# Each line is aggregated as text of at most MAX_ITEM_LINE_CHARS, not as JSON: MariaDB keeps an
-# aggregate's work table in memory only while each value it aggregates is at most 512
-# characters, and a JSON_ARRAY holding a VARCHAR(200) is typed longer than that, so every read
-# of an order made that table on disk (two files created and removed: 247-257 µs of the
-# server's CPU per read of one order, against 117-130 µs as text). A line is at most 474
-# characters: 36 for the product id, 10 for the quantity, 14 for the price, and the name, 200
-# characters that JSON's escapes (quote, backslash, tab, line breaks; other control characters
-# are never stored) make at most 400; with quotes, commas and brackets, 474. So the cast never
-# cuts a line. As text, each line arrives as a JSON string holding the line's JSON.
-MAX_ITEM_LINE_CHARS = 512
+# On MySQL and MariaDB each item is aggregated as one line of plain text, "productId,quantity,
+# price,name" (CONCAT_WS leaves out a NULL name), not as a JSON_ARRAY: MariaDB keeps an
+# aggregate's work table in memory only while each value it aggregates is typed at most 512
+# characters long, and a JSON_ARRAY holding a VARCHAR(200) is typed longer (escaping could make
+# each character six), so every read of an order made that table on disk, two files created
+# and removed: 247-257 µs of the server's CPU per read of one order, against 117-130 µs for a
+# line typed 264 characters long, whatever it holds. The id, the quantity and the price hold no
+# comma, so the name is everything after the third.
+_LINE_AS_TEXT = sa.func.concat_ws(
+    ",", _ITEM.c.product_id, _ITEM.c.quantity, sa.cast(_ITEM.c.price, sa.String), _ITEM.c.name
+)
+# SQLite has no such work table; its lines are JSON arrays.
+_LINE_AS_JSON = sa.func.json_array(
+    _ITEM.c.product_id, _ITEM.c.quantity, sa.cast(_ITEM.c.price, sa.String), _ITEM.c.name
+)
 
 
-def _items_in_one_column(aggregate: Callable[..., sa.ColumnElement[Any]]) -> sa.Label[Any]:
-    """An order's items as one JSON array in its own row (a JSON text of [productId, quantity,
-    price as text, name] each, in no particular order), so orders are read with their items in
-    one statement and one row each. Read as a row per item, a page of 21 orders was 63 rows,
-    and PyMySQL's decoding of them was most of the order service's CPU for the page."""
-    line = sa.cast(
-        sa.func.json_array(
-            _ITEM.c.product_id, _ITEM.c.quantity, sa.cast(_ITEM.c.price, sa.String), _ITEM.c.name
-        ),
-        sa.String(MAX_ITEM_LINE_CHARS),
-    )
+def _items_in_one_column(lines: sa.ColumnElement[Any]) -> sa.Label[Any]:
+    """An order's items as one JSON array of lines in its own row (in no particular order), so
+    orders are read with their items in one statement and one row each. Read as a row per
+    item, a page of 21 orders was 63 rows, and PyMySQL's decoding of them was most of the order
+    service's CPU for the page."""
     return (
-        sa.select(aggregate(line))
+        sa.select(lines)
         .where(_ITEM.c.order_id == orders.c.id)
         .scalar_subquery()
         .label("items_json")
@@ -169,8 +168,8 @@ def _items_in_one_column(aggregate: Callable[..., sa.ColumnElement[Any]]) -> sa.
 
 # The same aggregate is spelled differently by each database the services run on.
 _ORDERS_WITH_ITEMS = {
-    "mysql": sa.select(orders, _items_in_one_column(sa.func.json_arrayagg)),
-    "sqlite": sa.select(orders, _items_in_one_column(sa.func.json_group_array)),
+    "mysql": sa.select(orders, _items_in_one_column(sa.func.json_arrayagg(_LINE_AS_TEXT))),
+    "sqlite": sa.select(orders, _items_in_one_column(sa.func.json_group_array(_LINE_AS_JSON))),
 }
 # One order with its items (pay, cancel, get). Locking it locks the order's row, the one a pay,
 # a cancel and the expiry's claim contend for; nothing locks item rows.
@@ -364,9 +363,13 @@ def _lines_of_column(stored: str | None) -> tuple[OrderLine, ...]:
 
 
 def _decoded(line: str | list[Any]) -> list[Any]:
-    # MySQL and MariaDB aggregate each line as text (see MAX_ITEM_LINE_CHARS); SQLite keeps
-    # the JSON its json_array made through the cast.
-    return json.loads(line) if isinstance(line, str) else line
+    """A line's fields: MySQL's and MariaDB's are text (see _LINE_AS_TEXT), SQLite's JSON."""
+    if isinstance(line, list):
+        return line
+    fields: list[Any] = line.split(",", 3)
+    if len(fields) == 3:
+        fields.append(None)  # CONCAT_WS left out a NULL name
+    return fields
 
 
 def _line_of(product_id: str, quantity: Any, price: Any, name: str | None) -> OrderLine:
