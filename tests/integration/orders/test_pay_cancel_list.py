@@ -111,9 +111,9 @@ def test_an_order_of_the_most_items_with_the_longest_names_is_read_whole(
 
 
 def test_items_read_back_exactly_whatever_their_names_hold(order_db):
-    """A line of text per item on MySQL and MariaDB (see _LINE_AS_TEXT): names with commas,
-    quotes and every control character (stored before names refused them), an empty name and
-    none at all read back exactly, beside the largest quantity and price the columns hold."""
+    """A line of text per item (see _LINE_AS_TEXT): names with commas, quotes and every
+    control character (stored before names refused them), an empty name and none at all read
+    back exactly, beside the largest quantity and price the columns hold."""
     names = [
         "," * 200,
         ('"\\,\t\n' + "".join(map(chr, range(32))) + "\x7f\x85 é😀")[:200],
